@@ -1,0 +1,36 @@
+/**
+ * AdaptiveChunkSizer: chooses the size of the next read from measured latency, throughput
+ * and the pressure level, within [min, max].
+ */
+import { Context } from "effect"
+import type { Effect } from "effect"
+
+/** What one chunk cost: its size and how long the read took. */
+export interface ChunkObservation {
+  readonly bytes: number
+  readonly latencyMs: number
+}
+
+/** The sizing state of one read. */
+export interface ChunkSizing {
+  /** The size of the next read, always within the bounds. */
+  readonly next: Effect.Effect<number>
+  /** Records what the last read cost. */
+  readonly observe: (observation: ChunkObservation) => Effect.Effect<void>
+}
+
+/** Chooses chunk sizes. */
+export interface AdaptiveChunkSizerShape {
+  /** A sizing state for one read, starting at `initial`. */
+  readonly make: (bounds: {
+    readonly initial: number
+    readonly min: number
+    readonly max: number
+  }) => Effect.Effect<ChunkSizing>
+}
+
+/** Chooses chunk sizes. */
+export class AdaptiveChunkSizer extends Context.Tag("streaming-reader/AdaptiveChunkSizer")<
+  AdaptiveChunkSizer,
+  AdaptiveChunkSizerShape
+>() {}

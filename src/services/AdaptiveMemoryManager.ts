@@ -1,0 +1,30 @@
+/**
+ * AdaptiveMemoryManager: one byte budget shared by every read in the process. A read reserves
+ * its bytes before it happens; the reservation is released when the consumer has the chunk.
+ */
+import { Context } from "effect"
+import type { Effect } from "effect"
+
+/** Bytes held against the budget until released. */
+export interface MemoryReservation {
+  /** Bytes granted: what was asked, or less when the ask exceeds what the budget can ever give. */
+  readonly bytes: number
+  /** Gives the bytes back; releasing twice is harmless. */
+  readonly release: Effect.Effect<void>
+}
+
+/** The shared budget. */
+export interface AdaptiveMemoryManagerShape {
+  /** The hard limit in bytes; never exceeded. */
+  readonly limit: number
+  /** Reserves bytes, waiting while the budget is spent. */
+  readonly reserve: (bytes: number) => Effect.Effect<MemoryReservation>
+  /** Bytes reserved right now. */
+  readonly inUse: Effect.Effect<number>
+}
+
+/** The shared budget. */
+export class AdaptiveMemoryManager extends Context.Tag("streaming-reader/AdaptiveMemoryManager")<
+  AdaptiveMemoryManager,
+  AdaptiveMemoryManagerShape
+>() {}

@@ -1,0 +1,24 @@
+/**
+ * AdaptiveRateLimiter: token buckets in bytes per second, one global and one per read, whose
+ * rate follows the pressure level and an optional cap.
+ */
+import { Context } from "effect"
+import type { Effect } from "effect"
+
+/** The limiter of one read. */
+export interface StreamRateLimiter {
+  /** Waits until `bytes` may be read under both the read's cap and the global rate. */
+  readonly take: (bytes: number) => Effect.Effect<void>
+}
+
+/** Paces reads. */
+export interface AdaptiveRateLimiterShape {
+  /** A limiter for one read, capped at `bytesPerSecond` when given. */
+  readonly forStream: (bytesPerSecond?: number) => Effect.Effect<StreamRateLimiter>
+}
+
+/** Paces reads. */
+export class AdaptiveRateLimiter extends Context.Tag("streaming-reader/AdaptiveRateLimiter")<
+  AdaptiveRateLimiter,
+  AdaptiveRateLimiterShape
+>() {}

@@ -1,0 +1,209 @@
+/**
+ * ByteSource: opens a source (file, HTTP(S) object, Node `Readable`, bytes) and reads it
+ * from an offset in chunks whose size the caller sets per pull.
+ */
+import { Context, Data, Schema } from "effect"
+import type { Effect, Scope } from "effect"
+import type { Readable } from "node:stream"
+
+/** What to read: a local file, an HTTP(S) URL, a Node `Readable` or bytes in memory. */
+export type SourceSpec = Data.TaggedEnum<{
+  File: { readonly path: string }
+  Http: { readonly url: URL }
+  Readable: { readonly name: string; readonly stream: Readable }
+  Bytes: { readonly name: string; readonly bytes: Uint8Array }
+}>
+
+/** Constructors and matchers for `SourceSpec`. */
+export const SourceSpec = Data.taggedEnum<SourceSpec>()
+
+/** A source as callers give it: a path or URL string, or a `SourceSpec`. */
+export type SourceInput = string | SourceSpec
+
+/** The URL with any user name and password replaced by `***`, safe to print. */
+export const redactUrl = (url: URL): string => {
+  if (url.username === "" && url.password === "") return url.href
+  const copy = new URL(url.href)
+  copy.username = "***"
+  copy.password = ""
+  return copy.href
+}
+
+/** How a source is named in messages, progress and checkpoints (credentials redacted). */
+export const describeSource = (spec: SourceSpec): string =>
+  SourceSpec.$match(spec, {
+    File: ({ path }) => path,
+    Http: ({ url }) => redactUrl(url),
+    Readable: ({ name }) => name,
+    Bytes: ({ name }) => name
+  })
+
+/** What identifies one version of a source, so a resume never splices two versions. */
+export const SourceIdentity = Schema.Struct({
+  size: Schema.optional(Schema.Number),
+  mtimeMs: Schema.optional(Schema.Number),
+  etag: Schema.optional(Schema.String),
+  lastModified: Schema.optional(Schema.String)
+})
+
+/** What identifies one version of a source. */
+export type SourceIdentity = typeof SourceIdentity.Type
+
+/** Whether two observations of a source are the same version: every field known to both must agree. */
+export const sameIdentity = (a: SourceIdentity, b: SourceIdentity): boolean =>
+  (a.size === undefined || b.size === undefined || a.size === b.size) &&
+  (a.mtimeMs === undefined || b.mtimeMs === undefined || a.mtimeMs === b.mtimeMs) &&
+  (a.etag === undefined || b.etag === undefined || a.etag === b.etag) &&
+  (a.lastModified === undefined || b.lastModified === undefined || a.lastModified === b.lastModified)
+
+/** Nothing exists at the source's path or URL. */
+export class SourceNotFound extends Schema.TaggedError<SourceNotFound>()("SourceNotFound", {
+  source: Schema.String
+}) {
+  override get message() {
+    return `source not found: ${this.source}`
+  }
+}
+
+/** The source exists but this process may not read it. */
+export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", {
+  source: Schema.String
+}) {
+  override get message() {
+    return `access denied: ${this.source}`
+  }
+}
+
+/** The path names a directory or another non-regular file. */
+export class NotAFile extends Schema.TaggedError<NotAFile>()("NotAFile", {
+  source: Schema.String
+}) {
+  override get message() {
+    return `not a regular file: ${this.source}`
+  }
+}
+
+/** The source string is not a usable URL (bad syntax or an unsupported scheme). */
+export class InvalidUrl extends Schema.TaggedError<InvalidUrl>()("InvalidUrl", {
+  input: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `invalid URL ${this.input}: ${this.reason}`
+  }
+}
+
+/** An HTTP server answered with a status that is not a success (or a redirect it may follow). */
+export class HttpStatusError extends Schema.TaggedError<HttpStatusError>()("HttpStatusError", {
+  source: Schema.String,
+  status: Schema.Number,
+  retryAfterMs: Schema.optional(Schema.Number)
+}) {
+  override get message() {
+    return `HTTP ${this.status} from ${this.source}`
+  }
+}
+
+/** The server's answer to a range request does not match the range asked for. */
+export class RangeNotSupported extends Schema.TaggedError<RangeNotSupported>()("RangeNotSupported", {
+  source: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `range request refused by ${this.source}: ${this.reason}`
+  }
+}
+
+/** The source is not the version a checkpoint was taken from; nothing of the new version is used. */
+export class SourceChanged extends Schema.TaggedError<SourceChanged>()("SourceChanged", {
+  source: Schema.String,
+  expected: SourceIdentity,
+  actual: SourceIdentity
+}) {
+  override get message() {
+    return `source changed since the checkpoint: ${this.source} (expected ${formatIdentity(this.expected)}, found ${formatIdentity(this.actual)})`
+  }
+}
+
+/** The source cannot start again at the offset asked for (a consumed stream, say). */
+export class NotResumable extends Schema.TaggedError<NotResumable>()("NotResumable", {
+  source: Schema.String,
+  offset: Schema.Number,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cannot resume ${this.source} at byte ${this.offset}: ${this.reason}`
+  }
+}
+
+/** A read failed in a way that may succeed when tried again (reset connection, early end of body). */
+export class TransientReadError extends Schema.TaggedError<TransientReadError>()("TransientReadError", {
+  source: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `read failed on ${this.source}: ${this.reason}`
+  }
+}
+
+/** No bytes arrived for longer than the stall timeout. */
+export class SourceStalled extends Schema.TaggedError<SourceStalled>()("SourceStalled", {
+  source: Schema.String,
+  afterMs: Schema.Number
+}) {
+  override get message() {
+    return `no data from ${this.source} for ${this.afterMs} ms`
+  }
+}
+
+/** Every failure a `ByteSource` can raise. */
+export type SourceError =
+  | SourceNotFound
+  | AccessDenied
+  | NotAFile
+  | InvalidUrl
+  | HttpStatusError
+  | RangeNotSupported
+  | SourceChanged
+  | NotResumable
+  | TransientReadError
+  | SourceStalled
+
+const formatIdentity = (identity: SourceIdentity): string =>
+  Object.entries(identity)
+    .filter(([, value]) => value !== undefined)
+    .map(([key, value]) => `${key}=${String(value)}`)
+    .join(" ") || "nothing known"
+
+/** One attempt at reading a source from an offset. */
+export interface SourceCursor {
+  /** The identity of the source as this attempt saw it. */
+  readonly identity: SourceIdentity
+  /** The next bytes, at most `maxBytes` and at least one; an empty array at the end of the source. */
+  readonly pull: (maxBytes: number) => Effect.Effect<Uint8Array, SourceError>
+}
+
+/** An opened source. */
+export interface SourceHandle {
+  /** The source's name for messages and checkpoints, credentials redacted. */
+  readonly source: string
+  /** Whether a read can start again at any offset without re-reading what comes before. */
+  readonly seekable: boolean
+  /**
+   * Starts an attempt at `offset`. `expected` is the identity a checkpoint recorded; an HTTP
+   * source sends it as a precondition. The attempt's connection or position lives in the scope.
+   */
+  readonly readFrom: (
+    offset: number,
+    expected?: SourceIdentity
+  ) => Effect.Effect<SourceCursor, SourceError, Scope.Scope>
+}
+
+/** Opens sources of every kind the library reads. */
+export interface ByteSourceShape {
+  /** Opens a source; whatever it holds (a file descriptor) is released with the scope. */
+  readonly open: (source: SourceInput) => Effect.Effect<SourceHandle, SourceError, Scope.Scope>
+}
+
+/** Opens sources of every kind the library reads. */
+export class ByteSource extends Context.Tag("streaming-reader/ByteSource")<ByteSource, ByteSourceShape>() {}

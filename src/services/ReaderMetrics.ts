@@ -1,0 +1,35 @@
+/**
+ * ReaderMetrics: Effect `Metric`s for reads, labelled by source, and a summary of one source's figures.
+ */
+import { Context } from "effect"
+import type { Effect } from "effect"
+
+/** The figures of one source's reads so far. */
+export interface ReadStats {
+  readonly bytes: number
+  readonly chunks: number
+  readonly retries: number
+  readonly recoveries: number
+  readonly p50ChunkMs: number
+  readonly p95ChunkMs: number
+  readonly p99ChunkMs: number
+}
+
+/** Records and reports read metrics. */
+export interface ReaderMetricsShape {
+  /** Records one chunk delivered: its size and how long its read took. */
+  readonly chunk: (source: string, bytes: number, latencyMs: number) => Effect.Effect<void>
+  /** Records one failed attempt that will be retried. */
+  readonly retry: (source: string) => Effect.Effect<void>
+  /** Records one resume after a failure. */
+  readonly recovery: (source: string) => Effect.Effect<void>
+  /** Records how a read ended. */
+  readonly outcome: (source: string, succeeded: boolean) => Effect.Effect<void>
+  /** Records the budget in use. */
+  readonly budgetInUse: (bytes: number) => Effect.Effect<void>
+  /** The figures of one source's reads so far. */
+  readonly stats: (source: string) => Effect.Effect<ReadStats>
+}
+
+/** Records and reports read metrics. */
+export class ReaderMetrics extends Context.Tag("streaming-reader/ReaderMetrics")<ReaderMetrics, ReaderMetricsShape>() {}

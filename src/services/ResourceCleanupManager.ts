@@ -1,0 +1,46 @@
+/**
+ * ResourceCleanupManager: resources registered with a priority are released in priority order,
+ * each within a time bound; failures are reported, never swallowed.
+ */
+import { Context, Schema } from "effect"
+import type { Duration, Effect, Scope } from "effect"
+
+/** A finalizer failed or ran past its time bound. */
+export class CleanupFailed extends Schema.TaggedError<CleanupFailed>()("CleanupFailed", {
+  resource: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `cleanup of ${this.resource} failed: ${this.reason}`
+  }
+}
+
+/** How a resource is released. */
+export interface CleanupRegistration {
+  /** Name for logs and reports. */
+  readonly name: string
+  /** Higher priorities are released first. */
+  readonly priority: number
+  /** Releases the resource. */
+  readonly release: Effect.Effect<void, unknown>
+  /** Longest the release may take. */
+  readonly timeout?: Duration.DurationInput
+  /** May be released early under critical pressure without breaking a live read (pooled buffers, idle connections). */
+  readonly emergency?: boolean
+}
+
+/** Orders and bounds cleanup. */
+export interface ResourceCleanupManagerShape {
+  /** Registers a resource, released when the scope closes (or earlier, in an emergency, when allowed). */
+  readonly register: (registration: CleanupRegistration) => Effect.Effect<void, never, Scope.Scope>
+  /** Releases every emergency-releasable resource now; returns how many were released. */
+  readonly emergencyRelease: Effect.Effect<number>
+  /** Finalizer failures so far. */
+  readonly failures: Effect.Effect<ReadonlyArray<CleanupFailed>>
+}
+
+/** Orders and bounds cleanup. */
+export class ResourceCleanupManager extends Context.Tag("streaming-reader/ResourceCleanupManager")<
+  ResourceCleanupManager,
+  ResourceCleanupManagerShape
+>() {}
