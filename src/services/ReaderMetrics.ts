@@ -13,6 +13,9 @@ export interface ReadStats {
   readonly p50ChunkMs: number
   readonly p95ChunkMs: number
   readonly p99ChunkMs: number
+  /** Median and largest chunk size delivered, in bytes. */
+  readonly medianChunkBytes: number
+  readonly maxChunkBytes: number
 }
 
 /** Records and reports read metrics. */

@@ -1,0 +1,61 @@
+/**
+ * The live `ByteSource`: parses a source string and opens files, HTTP(S) objects, Node
+ * `Readable`s and in-memory bytes.
+ */
+import { FileSystem, HttpClient } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import type { SourceInput } from "../services/ByteSource.js"
+import { ByteSource, InvalidUrl, SourceSpec } from "../services/ByteSource.js"
+import { openFile } from "./sources/FileSource.js"
+import { makeHttpSource } from "./sources/HttpSource.js"
+import { openBytes, openReadable } from "./sources/MemorySources.js"
+
+/**
+ * Reads a source string: `http://` and `https://` are URLs, another `scheme://` is refused,
+ * anything else is a file path.
+ */
+export const parseSource = (input: SourceInput): Effect.Effect<SourceSpec, InvalidUrl> => {
+  if (typeof input !== "string") return Effect.succeed(input)
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(input)
+  if (scheme === null) return Effect.succeed(SourceSpec.File({ path: input }))
+  const protocol = scheme[1]!.toLowerCase()
+  if (protocol !== "http" && protocol !== "https") {
+    return Effect.fail(
+      new InvalidUrl({ input: redactInput(input), reason: `unsupported scheme ${protocol}:, use http: or https:` })
+    )
+  }
+  return Effect.try({
+    try: () => SourceSpec.Http({ url: new URL(input) }),
+    catch: () => new InvalidUrl({ input: redactInput(input), reason: "not a valid URL" })
+  }).pipe(
+    Effect.filterOrFail(
+      (spec) => spec.url.hostname !== "",
+      () => new InvalidUrl({ input: redactInput(input), reason: "no host" })
+    )
+  )
+}
+
+const redactInput = (input: string) => input.replace(/\/\/[^/@]*@/, "//***@")
+
+/** Builds the live `ByteSource` from the platform's file system and HTTP client. */
+export const make = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const client = yield* HttpClient.HttpClient
+  return ByteSource.of({
+    open: Effect.fn("ByteSource.open")(function*(input: SourceInput) {
+      const spec = yield* parseSource(input)
+      return yield* SourceSpec.$match(spec, {
+        File: ({ path }) => openFile(fs, path),
+        Http: ({ url }) => Effect.succeed(makeHttpSource(client, url)),
+        Readable: ({ name, stream }) => openReadable(name, stream),
+        Bytes: ({ name, bytes }) => Effect.succeed(openBytes(name, bytes))
+      })
+    })
+  })
+})
+
+/** The live `ByteSource`. */
+export const layer: Layer.Layer<ByteSource, never, FileSystem.FileSystem | HttpClient.HttpClient> = Layer.effect(
+  ByteSource,
+  make
+)

@@ -1,0 +1,103 @@
+/**
+ * The live `ReaderMetrics`: Effect `Metric`s labelled with the source, so an exporter sees
+ * them and the CLI's summary reads the same values.
+ */
+import { Effect, Layer, Metric, Option } from "effect"
+import type { ReadStats } from "../services/ReaderMetrics.js"
+import { ReaderMetrics } from "../services/ReaderMetrics.js"
+
+const quantiles = [0.5, 0.95, 0.99] as const
+
+/** Bytes delivered to consumers. */
+export const bytesRead = Metric.counter("streaming_reader_bytes_total", { description: "bytes delivered" })
+/** Chunks delivered to consumers. */
+export const chunksRead = Metric.counter("streaming_reader_chunks_total", { description: "chunks delivered" })
+/** Failed attempts that were retried. */
+export const retries = Metric.counter("streaming_reader_retries_total", { description: "failed attempts retried" })
+/** Reads resumed after a failure. */
+export const recoveries = Metric.counter("streaming_reader_recoveries_total", { description: "resumes after failure" })
+/** Reads that completed. */
+export const succeeded = Metric.counter("streaming_reader_streams_succeeded_total", { description: "reads completed" })
+/** Reads that failed. */
+export const failed = Metric.counter("streaming_reader_streams_failed_total", { description: "reads failed" })
+/** Bytes reserved from the shared memory budget. */
+export const budgetInUse = Metric.gauge("streaming_reader_budget_bytes", { description: "memory budget in use" })
+/** Time to read one chunk, in milliseconds. */
+export const chunkLatency = Metric.summary({
+  name: "streaming_reader_chunk_latency_ms",
+  description: "time to read one chunk",
+  maxAge: "10 minutes",
+  maxSize: 2048,
+  error: 0.01,
+  quantiles
+})
+/** Size of each chunk delivered, in bytes. */
+export const chunkSize = Metric.summary({
+  name: "streaming_reader_chunk_bytes",
+  description: "size of each chunk",
+  maxAge: "10 minutes",
+  maxSize: 2048,
+  error: 0.01,
+  quantiles: [0.5]
+})
+
+const quantile = (values: ReadonlyArray<readonly [number, Option.Option<number>]>, q: number) =>
+  Option.getOrElse(values.find(([at]) => at === q)?.[1] ?? Option.none(), () => 0)
+
+/** Builds the metrics service; labelled metrics are made once per source. */
+export const make = Effect.sync(() => {
+  const bySource = new Map<string, ReturnType<typeof labelled>>()
+  const labelled = (source: string) => ({
+    bytes: Metric.tagged(bytesRead, "source", source),
+    chunks: Metric.tagged(chunksRead, "source", source),
+    retries: Metric.tagged(retries, "source", source),
+    recoveries: Metric.tagged(recoveries, "source", source),
+    succeeded: Metric.tagged(succeeded, "source", source),
+    failed: Metric.tagged(failed, "source", source),
+    latency: Metric.tagged(chunkLatency, "source", source),
+    size: Metric.tagged(chunkSize, "source", source)
+  })
+  const of = (source: string) => {
+    let metrics = bySource.get(source)
+    if (metrics === undefined) {
+      metrics = labelled(source)
+      bySource.set(source, metrics)
+    }
+    return metrics
+  }
+  return ReaderMetrics.of({
+    chunk: (source, bytes, latencyMs) => {
+      const metrics = of(source)
+      return Effect.all([
+        Metric.incrementBy(metrics.bytes, bytes),
+        Metric.increment(metrics.chunks),
+        Metric.update(metrics.latency, latencyMs),
+        Metric.update(metrics.size, bytes)
+      ], { discard: true })
+    },
+    retry: (source) => Metric.increment(of(source).retries),
+    recovery: (source) => Metric.increment(of(source).recoveries),
+    outcome: (source, ok) => Metric.increment(ok ? of(source).succeeded : of(source).failed),
+    budgetInUse: (bytes) => Metric.set(budgetInUse, bytes),
+    stats: Effect.fn("ReaderMetrics.stats")(function*(source: string) {
+      const metrics = of(source)
+      const latency = yield* Metric.value(metrics.latency)
+      const size = yield* Metric.value(metrics.size)
+      const stats: ReadStats = {
+        bytes: (yield* Metric.value(metrics.bytes)).count,
+        chunks: (yield* Metric.value(metrics.chunks)).count,
+        retries: (yield* Metric.value(metrics.retries)).count,
+        recoveries: (yield* Metric.value(metrics.recoveries)).count,
+        p50ChunkMs: quantile(latency.quantiles, 0.5),
+        p95ChunkMs: quantile(latency.quantiles, 0.95),
+        p99ChunkMs: quantile(latency.quantiles, 0.99),
+        medianChunkBytes: quantile(size.quantiles, 0.5),
+        maxChunkBytes: size.count > 0 ? size.max : 0
+      }
+      return stats
+    })
+  })
+})
+
+/** The live `ReaderMetrics`. */
+export const layer: Layer.Layer<ReaderMetrics> = Layer.effect(ReaderMetrics, make)

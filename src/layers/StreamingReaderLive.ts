@@ -1,0 +1,208 @@
+/**
+ * The `StreamingReader`: one pull loop that asks the chunk sizer for a size, reserves it from
+ * the memory budget, takes it from the rate limiter, reads it from the source and emits it.
+ * Failed attempts resume where the stream stands; acknowledged offsets are checkpointed.
+ * Which of these parts are adaptive and which are plain is decided by the layers provided
+ * (see `Stacks.ts`); the loop is the same.
+ */
+import { Clock, Effect, ExecutionStrategy, Exit, Layer, Option, Scope, Stream } from "effect"
+import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
+import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
+import type { MemoryReservation } from "../services/AdaptiveMemoryManager.js"
+import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
+import { BackpressureController } from "../services/BackpressureController.js"
+import type { SourceCursor, SourceError, SourceIdentity, SourceInput } from "../services/ByteSource.js"
+import { ByteSource, sameIdentity, SourceChanged, SourceStalled, TransientReadError } from "../services/ByteSource.js"
+import type { CheckpointKey } from "../services/CheckpointStore.js"
+import { CheckpointStore } from "../services/CheckpointStore.js"
+import { ReaderMetrics } from "../services/ReaderMetrics.js"
+import type { ReadOptionsInput } from "../services/ReadOptions.js"
+import { decodeReadOptions } from "../services/ReadOptions.js"
+import type { ReadError, ReadSession } from "../services/StreamingReader.js"
+import { StreamingReader } from "../services/StreamingReader.js"
+import { StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
+
+const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
+
+/** Builds the reader from the services it drives. */
+export const make = Effect.gen(function*() {
+  const sources = yield* ByteSource
+  const sizer = yield* AdaptiveChunkSizer
+  const memory = yield* AdaptiveMemoryManager
+  const limiter = yield* AdaptiveRateLimiter
+  const pressure = yield* BackpressureController
+  const recovery = yield* StreamRecoveryManager
+  const store = yield* CheckpointStore
+  const metrics = yield* ReaderMetrics
+
+  const open = Effect.fn("StreamingReader.open")(function*(input: SourceInput, optionsInput?: ReadOptionsInput) {
+    const options = yield* decodeReadOptions(optionsInput)
+    const scope = yield* Effect.scope
+    const handle = yield* sources.open(input)
+    const source = handle.source
+    const key: CheckpointKey | undefined = options.destination === undefined
+      ? undefined
+      : { source, destination: options.destination }
+    const saved = key === undefined || options.restart ? Option.none() : yield* store.load(key)
+    const policy = yield* recovery.policy({ source, retries: options.retries, maxDelay: options.maxRetryDelayMs })
+    const sizing = yield* sizer.make({ initial: options.chunkSize, min: options.minChunk, max: options.maxChunk })
+    const rate = yield* limiter.forStream(options.rate)
+    yield* pressure.trackStream
+
+    const startOffset = Option.match(saved, { onNone: () => 0, onSome: (checkpoint) => checkpoint.offset })
+    let identity: SourceIdentity | undefined = Option.getOrUndefined(Option.map(saved, (c) => c.identity))
+    let emitted = startOffset
+    let acknowledged = startOffset
+    let chunksSinceCheckpoint = 0
+    let lastChunkSize = options.chunkSize
+    let attempt: { readonly scope: Scope.CloseableScope; readonly cursor: SourceCursor } | undefined
+    let failedAttempts = 0
+    let reservation: MemoryReservation | undefined
+    let finished = false
+    let lastEmittedAt: number | undefined
+    let lastReadMs = 0
+
+    const saveCheckpoint = Effect.suspend(() =>
+      key === undefined || identity === undefined
+        ? Effect.void
+        : store.save({ key, offset: acknowledged, identity, chunkSize: lastChunkSize, updatedAt: Date.now() })
+    ).pipe(Effect.withSpan("StreamingReader.checkpoint"))
+
+    const dropAttempt = Effect.suspend(() => {
+      const current = attempt
+      attempt = undefined
+      return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
+    })
+
+    const startAttempt = Effect.gen(function*() {
+      const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      const cursor = yield* handle.readFrom(emitted, identity).pipe(
+        Scope.extend(attemptScope),
+        Effect.tapError(() => Scope.close(attemptScope, Exit.void))
+      )
+      if (identity !== undefined && !sameIdentity(identity, cursor.identity)) {
+        yield* Scope.close(attemptScope, Exit.void)
+        return yield* new SourceChanged({ source, expected: identity, actual: cursor.identity })
+      }
+      identity ??= cursor.identity
+      if (failedAttempts > 0) yield* metrics.recovery(source)
+      attempt = { scope: attemptScope, cursor }
+      return cursor
+    }).pipe(Effect.withSpan("StreamingReader.attempt"))
+
+    const pullOnce = (maxBytes: number) =>
+      Effect.gen(function*() {
+        const cursor = attempt?.cursor ?? (yield* startAttempt)
+        const bytes = yield* cursor.pull(maxBytes).pipe(
+          Effect.timeoutFail({
+            duration: options.stallTimeoutMs,
+            onTimeout: () => new SourceStalled({ source, afterMs: options.stallTimeoutMs })
+          })
+        )
+        if (bytes.length === 0 && identity?.size !== undefined && emitted < identity.size) {
+          return yield* new TransientReadError({
+            source,
+            reason: `source ended early at byte ${emitted} of ${identity.size}`
+          })
+        }
+        return bytes
+      })
+
+    const withRecovery = <A>(run: Effect.Effect<A, SourceError>): Effect.Effect<A, ReadError> =>
+      Effect.catchAll(run, (error) =>
+        dropAttempt.pipe(
+          Effect.zipRight(policy.onFailure(error, acknowledged)),
+          Effect.zipRight(Effect.sync(() => failedAttempts++)),
+          Effect.zipRight(metrics.retry(source)),
+          Effect.zipRight(Effect.suspend(() => withRecovery(run)))
+        ))
+
+    const finish = Effect.gen(function*() {
+      finished = true
+      yield* dropAttempt
+      if (key !== undefined) yield* store.delete(key)
+      yield* metrics.outcome(source, true)
+    })
+
+    yield* withRecovery(Effect.asVoid(startAttempt))
+    if (key !== undefined) yield* saveCheckpoint
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (reservation !== undefined) yield* reservation.release
+        yield* dropAttempt
+        if (!finished) yield* Effect.ignore(saveCheckpoint)
+      })
+    )
+
+    const nextChunk = Effect.gen(function*() {
+      if (finished) return Option.none<Uint8Array>()
+      const pulledAt = yield* nowMs
+      if (lastEmittedAt !== undefined) {
+        yield* pressure.reportConsumer({ readMs: lastReadMs, waitMs: pulledAt - lastEmittedAt })
+      }
+      acknowledged = emitted
+      if (reservation !== undefined) {
+        yield* reservation.release
+        reservation = undefined
+      }
+      if (chunksSinceCheckpoint >= options.checkpointEvery) {
+        chunksSinceCheckpoint = 0
+        yield* saveCheckpoint
+      }
+      const size = yield* sizing.next
+      const granted = yield* memory.reserve(size)
+      reservation = granted
+      yield* rate.take(granted.bytes)
+      const bytes = yield* withRecovery(pullOnce(granted.bytes))
+      const readAt = yield* nowMs
+      if (bytes.length === 0) {
+        yield* finish
+        return Option.none<Uint8Array>()
+      }
+      lastReadMs = readAt - pulledAt
+      lastEmittedAt = readAt
+      lastChunkSize = granted.bytes
+      emitted += bytes.length
+      chunksSinceCheckpoint++
+      failedAttempts = 0
+      yield* policy.onProgress
+      yield* sizing.observe({ bytes: bytes.length, latencyMs: lastReadMs })
+      yield* metrics.chunk(source, bytes.length, lastReadMs)
+      return Option.some(bytes)
+    })
+    const step: Effect.Effect<Uint8Array, Option.Option<ReadError>> = nextChunk.pipe(
+      Effect.mapError(Option.some),
+      Effect.flatMap(Option.match({ onNone: () => Effect.fail(Option.none()), onSome: Effect.succeed }))
+    )
+
+    const session: ReadSession = {
+      source,
+      startOffset,
+      identity: identity ?? {},
+      stream: Stream.repeatEffectOption(step).pipe(
+        Stream.tapError(() => metrics.outcome(source, false))
+      )
+    }
+    return session
+  })
+
+  return StreamingReader.of({
+    open,
+    read: (input, options) => Stream.unwrapScoped(Effect.map(open(input, options), (session) => session.stream))
+  })
+})
+
+/** The reader over whichever implementations of its parts are provided. */
+export const layer: Layer.Layer<
+  StreamingReader,
+  never,
+  | ByteSource
+  | AdaptiveChunkSizer
+  | AdaptiveMemoryManager
+  | AdaptiveRateLimiter
+  | BackpressureController
+  | StreamRecoveryManager
+  | CheckpointStore
+  | ReaderMetrics
+> = Layer.effect(StreamingReader, make)

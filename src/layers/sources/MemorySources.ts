@@ -1,0 +1,74 @@
+/**
+ * Sources held by the process: bytes in memory (seekable) and a Node `Readable` (read once,
+ * in order; resumable only forward, within the process).
+ */
+import { NodeStream } from "@effect/platform-node"
+import { Chunk, Effect, Option, Stream } from "effect"
+import type { Readable } from "node:stream"
+import type { SourceHandle } from "../../services/ByteSource.js"
+import { NotResumable, TransientReadError } from "../../services/ByteSource.js"
+import { rechunk } from "./rechunk.js"
+
+/** A source over bytes in memory; every pull is a copy, so the caller's array is never handed out. */
+export const openBytes = (name: string, bytes: Uint8Array): SourceHandle => ({
+  source: name,
+  seekable: true,
+  readFrom: (offset) =>
+    Effect.sync(() => {
+      let position = Math.min(offset, bytes.length)
+      return {
+        identity: { size: bytes.length },
+        pull: (maxBytes: number) =>
+          Effect.sync(() => {
+            const end = Math.min(position + maxBytes, bytes.length)
+            const out = bytes.slice(position, end)
+            position = end
+            return out
+          })
+      }
+    })
+})
+
+/**
+ * A source over a Node `Readable`, consumed once. A new attempt may start at the current
+ * position or ahead of it (skipping bytes), never behind it.
+ */
+export const openReadable = (name: string, readable: Readable) =>
+  Effect.gen(function*() {
+    const pullNext = yield* NodeStream.fromReadable<TransientReadError, Uint8Array>(
+      () => readable,
+      (error) => new TransientReadError({ source: name, reason: error instanceof Error ? error.message : String(error) })
+    ).pipe(Stream.toPull)
+    const pull = rechunk(
+      pullNext.pipe(
+        Effect.map((chunk) => Option.some(chunk.length === 1 ? Chunk.unsafeHead(chunk) : Buffer.concat(Array.from(chunk)))),
+        Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Option.none()), onSome: Effect.fail }))
+      )
+    )
+    let position = 0
+    const counted = (maxBytes: number) =>
+      Effect.map(pull(maxBytes), (bytes) => {
+        position += bytes.length
+        return bytes
+      })
+    const handle: SourceHandle = {
+      source: name,
+      seekable: false,
+      readFrom: (offset) =>
+        Effect.gen(function*() {
+          if (offset < position) {
+            return yield* new NotResumable({
+              source: name,
+              offset,
+              reason: `a stream cannot go back; ${position} bytes were already consumed`
+            })
+          }
+          while (position < offset) {
+            const skipped = yield* counted(Math.min(offset - position, 1024 * 1024))
+            if (skipped.length === 0) break
+          }
+          return { identity: {}, pull: counted }
+        })
+    }
+    return handle
+  })

@@ -1,0 +1,45 @@
+/**
+ * The entry point: builds the commands, provides the stacks, runs on Node and exits with the
+ * command's exit code.
+ */
+import { Command } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit, Layer } from "effect"
+import { BasicStack, PlatformLive } from "../layers/Stacks.js"
+import { ExitCode, readConfig, runRead } from "./cli.js"
+
+const read = Command.make("read", readConfig, (command) =>
+  runRead(command).pipe(
+    Effect.provide(BasicStack),
+    Effect.flatMap((code) => Effect.sync(() => void (process.exitCode = code)))
+  )).pipe(Command.withDescription("copy one or more sources (file path or http(s) URL) to files, resumably"))
+
+const root = Command.make("streaming-reader", {}, () =>
+  Console.log("usage: streaming-reader read <source>... (--out <file> | --out-dir <dir>) [options]; --help for more")
+).pipe(
+  Command.withDescription("read large files and HTTP(S) objects as streams: bounded memory, resumable copies"),
+  Command.withSubcommands([read])
+)
+
+const cli = Command.run(root, { name: "streaming-reader", version: "0.1.0" })
+
+const program = cli(process.argv).pipe(
+  Effect.catchAll((error) =>
+    Effect.sync(() => void (process.exitCode = error._tag === "HelpRequested" ? ExitCode.Done : ExitCode.BadInput))
+  ),
+  Effect.catchAllDefect((defect) =>
+    Effect.zipRight(
+      Console.error(`streaming-reader: internal error: ${Cause.pretty(Cause.die(defect))}`),
+      Effect.sync(() => void (process.exitCode = ExitCode.ReadFailed))
+    )
+  ),
+  Effect.provide(Layer.mergeAll(PlatformLive, NodeContext.layer))
+)
+
+NodeRuntime.runMain(program, {
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => {
+    if (Exit.isFailure(exit)) onExit(Cause.isInterruptedOnly(exit.cause) ? 130 : ExitCode.ReadFailed)
+    else onExit(Number(process.exitCode ?? 0))
+  }
+})
