@@ -35,6 +35,12 @@ export const exitCodeFor = (error: CopyError): number => {
   return ExitCode.ReadFailed
 }
 
+/** The one line printed for a failure, naming options as the command line spells them. */
+export const errorLine = (error: CopyError): string =>
+  error._tag === "InvalidOptions"
+    ? `invalid option --${error.option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${error.value} (allowed: ${error.allowed})`
+    : error.message
+
 const sizeOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(
     Options.withDefault(fallback),
@@ -180,7 +186,7 @@ export const runRead = (command: ReadCommand) =>
           Effect.tap((summary: CopySummary) => command.json ? Console.log(JSON.stringify(summary)) : Effect.void),
           Effect.as(ExitCode.Done),
           Effect.catchAll((error) =>
-            Effect.as(Console.error(`streaming-reader: ${error.message}`), exitCodeFor(error))
+            Effect.as(Console.error(`streaming-reader: ${errorLine(error)}`), exitCodeFor(error))
           )
         ),
       { concurrency: Math.max(1, command.concurrency) }

@@ -1,0 +1,386 @@
+import { HttpClient } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect, Exit, FastCheck as fc, Scope } from "effect"
+import { makeHttpSource, parseContentRange, parseRetryAfter } from "../../src/layers/sources/HttpSource.js"
+import type { SourceCursor } from "../../src/services/ByteSource.js"
+import { makeTestServer, unusedPort } from "../support/httpServer.js"
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+// Deterministic pseudo-random bytes (xorshift32), so a failure can be replayed.
+const randomBytes = (size: number, seed = 1): Uint8Array => {
+  const out = new Uint8Array(size)
+  let x = seed >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+const assertBytes = (actual: Uint8Array, expected: Uint8Array) => {
+  assert.strictEqual(actual.byteLength, expected.byteLength, "length")
+  const differs = Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength), Buffer.from(expected))
+  assert.strictEqual(differs, 0, "content")
+}
+
+const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const out = new Uint8Array(chunks.reduce((n, chunk) => n + chunk.byteLength, 0))
+  let at = 0
+  for (const chunk of chunks) {
+    out.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return out
+}
+
+const httpSource = (url: string) => Effect.map(HttpClient.HttpClient, (client) => makeHttpSource(client, new URL(url)))
+
+// Pulls with the sizes in turn (cycling) until the end; every pull but the last must be exact.
+const readAll = (cursor: SourceCursor, sizes: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    const chunks: Array<Uint8Array> = []
+    const shortPulls: Array<number> = []
+    for (let i = 0;; i++) {
+      const asked = sizes[i % sizes.length]!
+      const chunk = yield* cursor.pull(asked)
+      if (chunk.byteLength === 0) break
+      assert.isAtMost(chunk.byteLength, asked)
+      if (chunk.byteLength < asked) shortPulls.push(i)
+      chunks.push(chunk)
+    }
+    assert.isTrue(shortPulls.length === 0 || (shortPulls.length === 1 && shortPulls[0] === chunks.length - 1))
+    assert.strictEqual((yield* cursor.pull(1)).byteLength, 0, "stays at the end")
+    return concat(chunks)
+  })
+
+const body = randomBytes(1 * MiB, 7)
+
+layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (it) => {
+  describe("ranged reads", () => {
+    it.scoped("reads the whole body with one GET and Range: bytes=0-", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const source = yield* httpSource(server.url())
+        assert.strictEqual(source.source, server.url())
+        assert.isTrue(source.seekable)
+        const cursor = yield* source.readFrom(0)
+        assert.deepStrictEqual(cursor.identity, {
+          size: body.byteLength,
+          etag: "\"v1\"",
+          lastModified: new Date(Date.UTC(2024, 0, 1)).toUTCString()
+        })
+        assertBytes(yield* readAll(cursor, [64 * KiB, 1, 100_000, 7, 256 * KiB, 3 * KiB]), body)
+        assert.strictEqual(server.requests(), 1)
+        assert.strictEqual(server.requestLog()[0]!.headers.range, "bytes=0-")
+      }))
+
+    it.scoped.prop(
+      "any pull-size sequence from any offset delivers exactly the suffix",
+      [
+        fc.integer({ min: 0, max: 256 * KiB }),
+        fc.array(fc.integer({ min: 1, max: 300 * KiB }), { minLength: 1, maxLength: 12 })
+      ],
+      ([offset, sizes]) =>
+        Effect.gen(function*() {
+          const data = body.subarray(0, 256 * KiB)
+          const server = yield* makeTestServer({ body: data, writeChunk: 16 * KiB })
+          const source = yield* httpSource(server.url())
+          const cursor = yield* source.readFrom(offset)
+          assertBytes(yield* readAll(cursor, sizes), data.subarray(offset))
+          assert.strictEqual(server.requests(), 1)
+        }),
+      { fastCheck: { numRuns: 25 } }
+    )
+
+    it.scoped("readFrom(offset) asks for the suffix and delivers it", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const source = yield* httpSource(server.url())
+        const offset = 300_001
+        const cursor = yield* source.readFrom(offset)
+        assert.strictEqual(cursor.identity.size, body.byteLength)
+        assertBytes(yield* readAll(cursor, [64 * KiB]), body.subarray(offset))
+        assert.strictEqual(server.requestLog()[0]!.headers.range, `bytes=${offset}-`)
+      }))
+
+    it.scoped("a 416 at the end of the source is a cursor already at the end", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const source = yield* httpSource(server.url())
+        const atEnd = yield* source.readFrom(body.byteLength, { size: body.byteLength })
+        assert.strictEqual(atEnd.identity.size, body.byteLength)
+        assert.strictEqual((yield* atEnd.pull(64 * KiB)).byteLength, 0)
+        const noExpectation = yield* source.readFrom(body.byteLength)
+        assert.strictEqual((yield* noExpectation.pull(64 * KiB)).byteLength, 0)
+      }))
+
+    it.scoped("an offset past the end of a shrunken source is SourceChanged", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const source = yield* httpSource(server.url())
+        const error = yield* Effect.flip(source.readFrom(body.byteLength + 10, { size: body.byteLength + 10 }))
+        assert.strictEqual(error._tag, "SourceChanged")
+      }))
+  })
+
+  describe("servers that do not honour ranges", () => {
+    it.scoped("a 200 answer is resumed by discarding the bytes before the offset", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, ignoreRange: true, writeChunk: 10_000 })
+        const source = yield* httpSource(server.url())
+        const offset = 123_457
+        const cursor = yield* source.readFrom(offset)
+        assert.strictEqual(cursor.identity.size, body.byteLength)
+        assertBytes(yield* readAll(cursor, [50_000, 64 * KiB]), body.subarray(offset))
+        const atEnd = yield* source.readFrom(body.byteLength)
+        assert.strictEqual((yield* atEnd.pull(10)).byteLength, 0)
+      }))
+
+    it.scoped("a Content-Range that starts elsewhere fails RangeNotSupported", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, lieContentRange: -100 })
+        const source = yield* httpSource(server.url())
+        const error = yield* Effect.flip(source.readFrom(1000))
+        assert.strictEqual(error._tag, "RangeNotSupported")
+        assert.include(error.message, "bytes 900-")
+      }))
+
+    it.scoped("bytes past the end of the range are never delivered", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, extraBytes: 5000 })
+        const source = yield* httpSource(server.url())
+        assertBytes(yield* readAll(yield* source.readFrom(0), [100_000]), body)
+        assertBytes(yield* readAll(yield* source.readFrom(body.byteLength - 10), [3]), body.subarray(-10))
+      }))
+  })
+
+  describe("failures", () => {
+    it.scoped("a body that ends early fails TransientReadError after the bytes that arrived", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, truncateAfter: 100_000 })
+        const source = yield* httpSource(server.url())
+        const cursor = yield* source.readFrom(0)
+        const first = yield* cursor.pull(64 * KiB)
+        assertBytes(first, body.subarray(0, 64 * KiB))
+        const second = yield* cursor.pull(64 * KiB)
+        assertBytes(second, body.subarray(64 * KiB, 100_000))
+        const error = yield* Effect.flip(cursor.pull(64 * KiB))
+        assert.strictEqual(error._tag, "TransientReadError")
+        assert.include(error.message, `body ended early at byte 100000 of ${body.byteLength}`)
+        assert.strictEqual((yield* Effect.flip(cursor.pull(1)))._tag, "TransientReadError", "the failure sticks")
+      }))
+
+    it.scoped("a connection dropped mid-body fails TransientReadError", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, dropAfter: 200_000 })
+        const source = yield* httpSource(server.url())
+        const cursor = yield* source.readFrom(0)
+        const error = yield* Effect.flip(readAll(cursor, [64 * KiB]))
+        assert.strictEqual(error._tag, "TransientReadError")
+      }))
+
+    it.scoped("bytes before a dropped connection are a correct prefix", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, dropAfter: 200_000 })
+        const source = yield* httpSource(server.url())
+        const cursor = yield* source.readFrom(0)
+        const chunks: Array<Uint8Array> = []
+        const error = yield* Effect.flip(Effect.forever(Effect.flatMap(cursor.pull(30_000), (chunk) =>
+          chunk.byteLength === 0 ? Effect.dieMessage("unexpected end") : Effect.sync(() => chunks.push(chunk)))))
+        assert.strictEqual(error._tag, "TransientReadError")
+        const prefix = concat(chunks)
+        assert.isAtMost(prefix.byteLength, 200_000)
+        assertBytes(prefix, body.subarray(0, prefix.byteLength))
+      }))
+
+    it.scoped("404 and 503 are HttpStatusError with status and Retry-After", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const notFound = yield* Effect.flip((yield* httpSource(server.url("/missing"))).readFrom(0))
+        if (notFound._tag !== "HttpStatusError") return assert.fail(notFound._tag)
+        assert.strictEqual(notFound.status, 404)
+        assert.isFalse("retryAfterMs" in notFound)
+        const busy = yield* Effect.flip((yield* httpSource(server.url("/status/503?retryAfter=7"))).readFrom(0))
+        if (busy._tag !== "HttpStatusError") return assert.fail(busy._tag)
+        assert.strictEqual(busy.status, 503)
+        assert.strictEqual(busy.retryAfterMs, 7000)
+      }))
+
+    it.scoped("Retry-After as an HTTP-date is the time until then", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        server.failNext(1, 503, { "retry-after": new Date(Date.now() + 30_000).toUTCString() })
+        const error = yield* Effect.flip((yield* httpSource(server.url())).readFrom(0))
+        if (error._tag !== "HttpStatusError") return assert.fail(error._tag)
+        assert.strictEqual(error.status, 503)
+        assert.isDefined(error.retryAfterMs)
+        assert.isTrue(error.retryAfterMs! > 25_000 && error.retryAfterMs! <= 30_000, String(error.retryAfterMs))
+      }))
+
+    it.scoped("a refused connection is TransientReadError", () =>
+      Effect.gen(function*() {
+        const port = yield* unusedPort
+        const error = yield* Effect.flip((yield* httpSource(`http://127.0.0.1:${port}/file`)).readFrom(0))
+        assert.strictEqual(error._tag, "TransientReadError")
+        assert.include(error.message, "connection refused")
+      }))
+
+    it.scoped("412 is SourceChanged with what the server reports", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        server.failNext(1, 412, { etag: "\"v9\"" })
+        const expected = { size: body.byteLength, etag: "\"v1\"" }
+        const error = yield* Effect.flip((yield* httpSource(server.url())).readFrom(10, expected))
+        if (error._tag !== "SourceChanged") return assert.fail(error._tag)
+        assert.deepStrictEqual(error.expected, expected)
+        assert.strictEqual(error.actual.etag, "\"v9\"")
+      }))
+  })
+
+  describe("redirects", () => {
+    it.scoped("a redirect is followed, with the Range kept", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const cursor = yield* (yield* httpSource(server.url("/redirect?to=/file"))).readFrom(1000)
+        assertBytes(yield* readAll(cursor, [64 * KiB]), body.subarray(1000))
+        assert.deepStrictEqual(
+          server.requestLog().map((request) => [request.path, request.headers.range]),
+          [["/redirect?to=/file", "bytes=1000-"], ["/file", "bytes=1000-"]]
+        )
+      }))
+
+    it.scoped("five redirects are followed, a sixth is HttpStatusError 302", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const cursor = yield* (yield* httpSource(server.url("/redirect-chain/4"))).readFrom(0)
+        assert.strictEqual(cursor.identity.size, body.byteLength)
+        const error = yield* Effect.flip((yield* httpSource(server.url("/redirect-chain/5"))).readFrom(0))
+        if (error._tag !== "HttpStatusError") return assert.fail(error._tag)
+        assert.strictEqual(error.status, 302)
+      }))
+
+    it.scoped("a redirect loop ends as HttpStatusError after five redirects", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const error = yield* Effect.flip((yield* httpSource(server.url("/redirect-loop"))).readFrom(0))
+        if (error._tag !== "HttpStatusError") return assert.fail(error._tag)
+        assert.strictEqual(error.status, 302)
+        assert.strictEqual(server.requests(), 6)
+      }))
+  })
+
+  describe("credentials and preconditions", () => {
+    it.scoped("credentials in the URL become Basic auth and never appear in names or errors", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const withCredentials = (url: string) => url.replace("http://", "http://alice:s3cr%40t@")
+        const source = yield* httpSource(withCredentials(server.url()))
+        assert.notInclude(source.source, "s3cr")
+        assert.notInclude(source.source, "alice")
+        const cursor = yield* source.readFrom(0)
+        assert.strictEqual((yield* cursor.pull(10)).byteLength, 10)
+        const request = server.requestLog()[0]!
+        assert.strictEqual(request.headers.authorization, `Basic ${Buffer.from("alice:s3cr@t").toString("base64")}`)
+        assert.notInclude(request.path, "alice")
+
+        const failures = [
+          yield* Effect.flip((yield* httpSource(withCredentials(server.url("/status/503")))).readFrom(0)),
+          yield* Effect.flip((yield* httpSource(withCredentials(server.url("/redirect-loop")))).readFrom(0)),
+          yield* Effect.flip((yield* httpSource(withCredentials(`http://127.0.0.1:${yield* unusedPort}/x`))).readFrom(0))
+        ]
+        for (const error of failures) {
+          const text = `${error.message} ${JSON.stringify(error)}`
+          assert.notInclude(text, "s3cr")
+          assert.notInclude(text, "alice")
+        }
+      }))
+
+    it.scoped("credentials are not sent to another origin after a redirect", () =>
+      Effect.gen(function*() {
+        const first = yield* makeTestServer({ body })
+        const second = yield* makeTestServer({ body })
+        const url = first.url(`/redirect?to=${encodeURIComponent(second.url())}`).replace("http://", "http://bob:pw@")
+        const cursor = yield* (yield* httpSource(url)).readFrom(0)
+        assert.strictEqual((yield* cursor.pull(10)).byteLength, 10)
+        assert.isDefined(first.requestLog()[0]!.headers.authorization)
+        assert.isUndefined(second.requestLog()[0]!.headers.authorization)
+      }))
+
+    it.scoped("a strong ETag is sent as If-Range, a weak one is not", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const source = yield* httpSource(server.url())
+        const cursor = yield* source.readFrom(10, { size: body.byteLength, etag: "\"v1\"" })
+        assertBytes(yield* cursor.pull(100), body.subarray(10, 110))
+        yield* source.readFrom(10, { size: body.byteLength, etag: "W/\"v1\"" })
+        const [strong, weak] = server.requestLog()
+        assert.strictEqual(strong!.headers["if-range"], "\"v1\"")
+        assert.isUndefined(weak!.headers["if-range"])
+      }))
+
+    it.scoped("after the ETag changed, If-Range brings the new version whole, with its identity", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        server.changeEtag()
+        const cursor = yield* (yield* httpSource(server.url())).readFrom(10, { etag: "\"v1\"" })
+        assert.strictEqual(cursor.identity.etag, "\"v2\"")
+        assertBytes(yield* cursor.pull(100), body.subarray(10, 110))
+      }))
+  })
+
+  describe("lifetime", () => {
+    it.scoped("closing the attempt's scope closes the connection mid-body", () =>
+      Effect.gen(function*() {
+        const big = randomBytes(4 * MiB, 3)
+        const server = yield* makeTestServer({ body: big })
+        const source = yield* httpSource(server.url())
+        const scope = yield* Scope.make()
+        const cursor = yield* Scope.extend(source.readFrom(0), scope)
+        assertBytes(yield* cursor.pull(64 * KiB), big.subarray(0, 64 * KiB))
+        assert.strictEqual(server.openConnections(), 1)
+        yield* Scope.close(scope, Exit.void)
+        assert.isTrue(yield* server.awaitNoConnections(2000))
+      }))
+
+    it.scoped("closing the scope aborts a stalled body", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, stallAfter: 1000 })
+        const source = yield* httpSource(server.url())
+        const scope = yield* Scope.make()
+        const cursor = yield* Scope.extend(source.readFrom(0), scope)
+        assertBytes(yield* cursor.pull(1000), body.subarray(0, 1000))
+        assert.strictEqual(server.openConnections(), 1)
+        yield* Scope.close(scope, Exit.void)
+        assert.isTrue(yield* server.awaitNoConnections(2000))
+      }))
+  })
+})
+
+describe("header parsing", () => {
+  it.prop("Content-Range round-trips any valid range", [fc.nat(1e12), fc.nat(1e6), fc.nat(1e6)], ([start, length, after]) => {
+    const end = start + length
+    assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/${end + 1 + after}`), {
+      start,
+      end,
+      total: end + 1 + after
+    })
+    assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/*`), { start, end, total: undefined })
+    assert.isUndefined(parseContentRange(`bytes ${start}-${end}/${end}`))
+  })
+
+  it.effect("unreadable Content-Range and Retry-After values are undefined", () =>
+    Effect.sync(() => {
+      assert.isUndefined(parseContentRange(undefined))
+      assert.isUndefined(parseContentRange("bytes 10-5/100"))
+      assert.isUndefined(parseContentRange("items 0-5/100"))
+      assert.isUndefined(parseRetryAfter("soon", 0))
+      assert.strictEqual(parseRetryAfter("120", 0), 120_000)
+      assert.strictEqual(parseRetryAfter(new Date(5000).toUTCString(), 1000), 4000)
+      assert.strictEqual(parseRetryAfter(new Date(5000).toUTCString(), 9000), 0)
+    }))
+})

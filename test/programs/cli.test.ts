@@ -1,0 +1,103 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import { KiB, MiB } from "../../src/services/ReadOptions.js"
+import { runCli } from "../support/cli.js"
+import { tempDir, testBytes, writeFile } from "../support/files.js"
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+const cli = (args: ReadonlyArray<string>, cwd?: string) =>
+  Effect.promise(() => runCli(args, cwd === undefined ? {} : { cwd }))
+
+/** One line on stderr, no stack trace. */
+const assertOneLine = (stderr: string, fragment: string) => {
+  const lines = stderr.trim().split("\n")
+  assert.strictEqual(lines.length, 1, stderr)
+  assert.include(lines[0], fragment)
+  assert.notMatch(stderr, /^\s+at /m)
+}
+
+describe("streaming-reader read (end to end)", () => {
+  it.scopedLive("copies a file byte-exact and prints the JSON summary", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const bytes = testBytes(3 * MiB + 123, 5)
+      const source = writeFile(dir, "source.bin", bytes)
+      const out = NodePath.join(dir, "copy.bin")
+      const result = yield* cli(["read", source, "--out", out, "--json", "--state", NodePath.join(dir, "state.db")])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.isTrue(NodeFs.readFileSync(out).equals(Buffer.from(bytes)))
+      const summary = JSON.parse(result.stdout.trim())
+      assert.deepStrictEqual(Object.keys(summary), [
+        "source", "bytes", "sha256", "chunks", "retries", "resumedFrom", "durationMs", "mbPerSec", "p95ChunkMs", "peakRssMb"
+      ])
+      assert.strictEqual(summary.source, source)
+      assert.strictEqual(summary.bytes, bytes.length)
+      assert.strictEqual(summary.sha256, sha256(bytes))
+      assert.isAtLeast(summary.chunks, Math.ceil(bytes.length / (256 * KiB)))
+      assert.strictEqual(summary.resumedFrom, 0)
+      assert.isAbove(summary.peakRssMb, 10)
+      assert.isAtLeast(summary.p95ChunkMs, 0)
+      assert.strictEqual(result.stderr, "")
+    }))
+
+  it.scopedLive("copies several sources into --out-dir, each named after its source", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const sources = [1, 2, 3].map((n) => ({ n, bytes: testBytes(200 * KiB * n, n) }))
+      const paths = sources.map(({ bytes, n }) => writeFile(dir, `part-${n}.bin`, bytes))
+      const outDir = NodePath.join(dir, "out")
+      NodeFs.mkdirSync(outDir)
+      const result = yield* cli(["read", ...paths, "--out-dir", outDir, "--concurrency", "2", "--quiet"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      for (const { bytes, n } of sources) {
+        assert.isTrue(NodeFs.readFileSync(NodePath.join(outDir, `part-${n}.bin`)).equals(Buffer.from(bytes)))
+      }
+    }))
+
+  it.scopedLive("--expect-sha256 that does not match exits 1", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const source = writeFile(dir, "s.bin", testBytes(100 * KiB))
+      const result = yield* cli(["read", source, "--out", NodePath.join(dir, "o.bin"), "--expect-sha256", "00".repeat(32)])
+      assert.strictEqual(result.code, 1)
+      assertOneLine(result.stderr, "sha256 mismatch")
+    }))
+
+  describe("bad input: exit 2 and one clear line", () => {
+    const cases: ReadonlyArray<readonly [string, (dir: string) => ReadonlyArray<string>, string]> = [
+      ["missing file", (dir) => [NodePath.join(dir, "missing.bin")], "source not found"],
+      ["directory", (dir) => [dir], "not a regular file"],
+      ["unsupported scheme", () => ["ftp://example.com/file"], "invalid URL ftp://example.com/file"],
+      ["malformed URL", () => ["http://[oops/file"], "invalid URL"],
+      ["bad size", (dir) => [writeFile(dir, "a.bin", testBytes(10)), "--chunk-size", "12XB"], "--chunk-size: not a size: 12XB"],
+      [
+        "chunk size out of range",
+        (dir) => [writeFile(dir, "a.bin", testBytes(10)), "--chunk-size", "1MiB"],
+        "invalid option --chunk-size: 1MiB (allowed: 32KiB to 256KiB)"
+      ],
+      ["no output", (dir) => [writeFile(dir, "a.bin", testBytes(10))], "missing --out"]
+    ]
+    for (const [name, args, message] of cases) {
+      it.scopedLive(name, () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const argv = args(dir)
+          const withOut = name === "no output" ? argv : [...argv, "--out", NodePath.join(dir, "out.bin")]
+          const result = yield* cli(["read", ...withOut], dir)
+          assert.strictEqual(result.code, 2, result.stderr)
+          assertOneLine(result.stderr, message)
+        }))
+    }
+  })
+
+  it.scopedLive("a refused connection is a failed read: exit 1 and one line", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const result = yield* cli(["read", "http://127.0.0.1:9/file.bin", "--out", NodePath.join(dir, "o"), "--retries", "0"])
+      assert.strictEqual(result.code, 1)
+      assertOneLine(result.stderr, "connection refused")
+    }))
+})

@@ -1,0 +1,32 @@
+/**
+ * Runs the built command line as a child process, as a user would.
+ */
+import { spawn } from "node:child_process"
+import * as NodePath from "node:path"
+
+/** The entry point of the built command line. */
+export const cliEntry = NodePath.resolve(import.meta.dirname, "../../dist/programs/main.js")
+
+/** What a finished run printed and how it exited. */
+export interface CliResult {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `streaming-reader <args>` to completion. */
+export const runCli = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}) =>
+  new Promise<CliResult>((resolve, reject) => {
+    const child = spawn(process.execPath, [cliEntry, ...args], {
+      cwd: options.cwd ?? process.cwd(),
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    child.on("error", reject)
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
