@@ -2,7 +2,8 @@
  * The live `ByteSource`: parses a source string and opens files, HTTP(S) objects, Node
  * `Readable`s and in-memory bytes.
  */
-import { FileSystem, HttpClient } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { Effect, Layer } from "effect"
 import type { SourceInput } from "../services/ByteSource.js"
 import { ByteSource, InvalidUrl, SourceSpec } from "../services/ByteSource.js"

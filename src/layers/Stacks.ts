@@ -2,8 +2,10 @@
  * The compositions: the platform (Node file system and HTTP client), the basic stack (plain
  * parts) and the enhanced stack (adaptive parts, each behind a feature flag).
  */
-import type { FileSystem, HttpClient } from "@effect/platform"
-import { NodeContext, NodeHttpClient } from "@effect/platform-node"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Layer } from "effect"
 import type { ByteSource } from "../services/ByteSource.js"
 import type { MemoryMonitor } from "../services/MemoryMonitor.js"

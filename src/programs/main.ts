@@ -3,7 +3,8 @@
  * command's exit code.
  */
 import { Command } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
 import { BasicStack, PlatformLive } from "../layers/Stacks.js"
 import { ExitCode, readConfig, runRead } from "./cli.js"

@@ -1,5 +1,5 @@
-import { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Exit, FastCheck as fc, Scope } from "effect"
 import { makeHttpSource, parseContentRange, parseRetryAfter } from "../../src/layers/sources/HttpSource.js"

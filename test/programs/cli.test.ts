@@ -5,6 +5,7 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { KiB, MiB } from "../../src/services/ReadOptions.js"
 import { runCli } from "../support/cli.js"
+import { makeTestServer } from "../support/httpServer.js"
 import { tempDir, testBytes, writeFile } from "../support/files.js"
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
@@ -99,5 +100,38 @@ describe("streaming-reader read (end to end)", () => {
       const result = yield* cli(["read", "http://127.0.0.1:9/file.bin", "--out", NodePath.join(dir, "o"), "--retries", "0"])
       assert.strictEqual(result.code, 1)
       assertOneLine(result.stderr, "connection refused")
+    }))
+
+  it.scopedLive("copies an HTTP object byte-exact, and names the output after the URL's last segment", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const bytes = testBytes(2 * MiB + 5, 11)
+      const server = yield* makeTestServer({ body: bytes, etag: "\"v1\"" })
+      const result = yield* cli(["read", server.url("/file"), "--out-dir", dir, "--json"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.isTrue(NodeFs.readFileSync(NodePath.join(dir, "file")).equals(Buffer.from(bytes)))
+      assert.strictEqual(JSON.parse(result.stdout).sha256, sha256(bytes))
+    }))
+
+  it.scopedLive("an HTTP 404 is bad input (exit 2) and credentials in the URL are never printed", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const server = yield* makeTestServer({ body: testBytes(10) })
+      const url = server.url("/nothing-here").replace("http://", "http://alice:s3cret@")
+      const result = yield* cli(["read", url, "--out", NodePath.join(dir, "o")])
+      assert.strictEqual(result.code, 2)
+      assertOneLine(result.stderr, "HTTP 404")
+      assert.notInclude(result.stderr, "s3cret")
+      assert.notInclude(result.stderr, "alice")
+    }))
+
+  it.scopedLive("an HTTP 503 with no retries left is a failed read (exit 1)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const server = yield* makeTestServer({ body: testBytes(10) })
+      server.failNext(5, 503)
+      const result = yield* cli(["read", server.url("/file"), "--out", NodePath.join(dir, "o"), "--retries", "0"])
+      assert.strictEqual(result.code, 1)
+      assertOneLine(result.stderr, "503")
     }))
 })

@@ -2,7 +2,7 @@
  * The file source: opened once through `@effect/platform` FileSystem, read positionally, one
  * read of n bytes per pull.
  */
-import type { FileSystem } from "@effect/platform"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect } from "effect"
 import * as NodeFs from "node:fs"

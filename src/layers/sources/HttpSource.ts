@@ -2,8 +2,10 @@
  * HttpSource: the HTTP(S) part of `ByteSource`. One ranged GET per attempt
  * (`Range: bytes=<offset>-`), its body sliced or joined into the sizes the caller pulls.
  */
-import { HttpClient, HttpClientRequest } from "@effect/platform"
-import type { HttpClientError, HttpClientResponse } from "@effect/platform"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Chunk, Clock, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
 import {
   HttpStatusError,

@@ -2,7 +2,7 @@
  * Sources held by the process: bytes in memory (seekable) and a Node `Readable` (read once,
  * in order; resumable only forward, within the process).
  */
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Chunk, Effect, Option, Stream } from "effect"
 import type { Readable } from "node:stream"
 import type { SourceHandle } from "../../services/ByteSource.js"
