@@ -5,7 +5,7 @@
  * Which of these parts are adaptive and which are plain is decided by the layers provided
  * (see `Stacks.ts`); the loop is the same.
  */
-import { Clock, Effect, ExecutionStrategy, Exit, Layer, Option, Scope, Stream } from "effect"
+import { Clock, Effect, ExecutionStrategy, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import type { MemoryReservation } from "../services/AdaptiveMemoryManager.js"
@@ -23,6 +23,17 @@ import { StreamingReader } from "../services/StreamingReader.js"
 import { StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
 
 const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
+
+const empty = new Uint8Array(0)
+
+/** A chunk read from the source with what it holds until the consumer is done with it. */
+interface ReadChunk {
+  readonly bytes: Uint8Array
+  readonly reservation: MemoryReservation
+  /** The reused buffer the bytes are a view of, returned to the free list on release. */
+  readonly buffer: Uint8Array | undefined
+  readonly readMs: number
+}
 
 /** Builds the reader from the services it drives. */
 export const make = Effect.gen(function*() {
@@ -51,16 +62,23 @@ export const make = Effect.gen(function*() {
 
     const startOffset = Option.match(saved, { onNone: () => 0, onSome: (checkpoint) => checkpoint.offset })
     let identity: SourceIdentity | undefined = Option.getOrUndefined(Option.map(saved, (c) => c.identity))
+    /** Bytes pulled from the source, read ahead included: where a new attempt starts. */
+    let readPosition = startOffset
+    /** Bytes handed to the consumer. */
     let emitted = startOffset
+    /** Bytes the consumer is done with: what a checkpoint may vouch for. */
     let acknowledged = startOffset
     let chunksSinceCheckpoint = 0
     let lastChunkSize = options.chunkSize
     let attempt: { readonly scope: Scope.CloseableScope; readonly cursor: SourceCursor } | undefined
     let failedAttempts = 0
-    let reservation: MemoryReservation | undefined
     let finished = false
     let lastEmittedAt: number | undefined
-    let lastReadMs = 0
+    /** The chunk the consumer holds: released (its bytes and buffer) when it pulls again. */
+    let held: ReadChunk | undefined
+    /** The next chunk, read while the consumer handles the one it holds. */
+    let readAhead: Fiber.RuntimeFiber<Option.Option<ReadChunk>, ReadError> | undefined
+    const freeBuffers: Array<Uint8Array> = []
 
     const saveCheckpoint = Effect.suspend(() =>
       key === undefined || identity === undefined
@@ -76,7 +94,7 @@ export const make = Effect.gen(function*() {
 
     const startAttempt = Effect.gen(function*() {
       const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      const cursor = yield* handle.readFrom(emitted, identity).pipe(
+      const cursor = yield* handle.readFrom(readPosition, identity).pipe(
         Scope.extend(attemptScope),
         Effect.tapError(() => Scope.close(attemptScope, Exit.void))
       )
@@ -90,19 +108,22 @@ export const make = Effect.gen(function*() {
       return cursor
     }).pipe(Effect.withSpan("StreamingReader.attempt"))
 
-    const pullOnce = (maxBytes: number) =>
+    const boundedPull = (cursor: SourceCursor, maxBytes: number, into: Uint8Array | undefined) =>
+      cursor.pull(maxBytes, into).pipe(
+        Effect.timeoutFail({
+          duration: options.stallTimeoutMs,
+          onTimeout: () => new SourceStalled({ source, afterMs: options.stallTimeoutMs })
+        })
+      )
+
+    const pullOnce = (maxBytes: number, into: Uint8Array | undefined) =>
       Effect.gen(function*() {
         const cursor = attempt?.cursor ?? (yield* startAttempt)
-        const bytes = yield* cursor.pull(maxBytes).pipe(
-          Effect.timeoutFail({
-            duration: options.stallTimeoutMs,
-            onTimeout: () => new SourceStalled({ source, afterMs: options.stallTimeoutMs })
-          })
-        )
-        if (bytes.length === 0 && identity?.size !== undefined && emitted < identity.size) {
+        const bytes = yield* (handle.canStall ? boundedPull(cursor, maxBytes, into) : cursor.pull(maxBytes, into))
+        if (bytes.length === 0 && identity?.size !== undefined && readPosition < identity.size) {
           return yield* new TransientReadError({
             source,
-            reason: `source ended early at byte ${emitted} of ${identity.size}`
+            reason: `source ended early at byte ${readPosition} of ${identity.size}`
           })
         }
         return bytes
@@ -117,6 +138,37 @@ export const make = Effect.gen(function*() {
           Effect.zipRight(Effect.suspend(() => withRecovery(run)))
         ))
 
+    const release = (chunk: ReadChunk) =>
+      Effect.suspend(() => {
+        if (chunk.buffer !== undefined) freeBuffers.push(chunk.buffer)
+        return chunk.reservation.release
+      })
+
+    /** Reads the next chunk from the source: size, budget, rate, then the bytes. `None` at the end. */
+    const readChunk = Effect.gen(function*() {
+      const size = yield* sizing.next
+      const reservation = yield* memory.reserve(size)
+      yield* rate.take(reservation.bytes)
+      const buffer = options.reuseBuffers ? freeBuffers.pop() ?? Buffer.allocUnsafeSlow(options.maxChunk) : undefined
+      const startedAt = yield* nowMs
+      const bytes = yield* withRecovery(pullOnce(reservation.bytes, buffer)).pipe(
+        Effect.tapError(() => release({ bytes: empty, reservation, buffer, readMs: 0 }))
+      )
+      const readMs = (yield* nowMs) - startedAt
+      const chunk: ReadChunk = { bytes, reservation, buffer, readMs }
+      if (bytes.length === 0) {
+        yield* release(chunk)
+        return Option.none<ReadChunk>()
+      }
+      readPosition += bytes.length
+      lastChunkSize = reservation.bytes
+      failedAttempts = 0
+      yield* policy.onProgress
+      yield* sizing.observe({ bytes: bytes.length, latencyMs: readMs })
+      yield* metrics.chunk(source, bytes.length, readMs)
+      return Option.some(chunk)
+    })
+
     const finish = Effect.gen(function*() {
       finished = true
       yield* dropAttempt
@@ -129,47 +181,39 @@ export const make = Effect.gen(function*() {
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        if (reservation !== undefined) yield* reservation.release
+        if (readAhead !== undefined) yield* Fiber.interrupt(readAhead)
+        if (held !== undefined) yield* release(held)
         yield* dropAttempt
         if (!finished) yield* Effect.ignore(saveCheckpoint)
       })
     )
 
+    /** One pull of the consumer: acknowledge what it holds, then hand it the next chunk. */
     const nextChunk = Effect.gen(function*() {
       if (finished) return Option.none<Uint8Array>()
       const pulledAt = yield* nowMs
-      if (lastEmittedAt !== undefined) {
-        yield* pressure.reportConsumer({ readMs: lastReadMs, waitMs: pulledAt - lastEmittedAt })
-      }
       acknowledged = emitted
-      if (reservation !== undefined) {
-        yield* reservation.release
-        reservation = undefined
+      if (held !== undefined) {
+        yield* pressure.reportConsumer({ readMs: held.readMs, waitMs: pulledAt - (lastEmittedAt ?? pulledAt) })
+        yield* release(held)
+        held = undefined
       }
       if (chunksSinceCheckpoint >= options.checkpointEvery) {
         chunksSinceCheckpoint = 0
         yield* saveCheckpoint
       }
-      const size = yield* sizing.next
-      const granted = yield* memory.reserve(size)
-      reservation = granted
-      yield* rate.take(granted.bytes)
-      const bytes = yield* withRecovery(pullOnce(granted.bytes))
-      const readAt = yield* nowMs
-      if (bytes.length === 0) {
+      const next = readAhead === undefined ? yield* readChunk : yield* Fiber.join(readAhead)
+      readAhead = undefined
+      if (Option.isNone(next)) {
         yield* finish
         return Option.none<Uint8Array>()
       }
-      lastReadMs = readAt - pulledAt
-      lastEmittedAt = readAt
-      lastChunkSize = granted.bytes
-      emitted += bytes.length
+      held = next.value
+      emitted += held.bytes.length
       chunksSinceCheckpoint++
-      failedAttempts = 0
-      yield* policy.onProgress
-      yield* sizing.observe({ bytes: bytes.length, latencyMs: lastReadMs })
-      yield* metrics.chunk(source, bytes.length, lastReadMs)
-      return Option.some(bytes)
+      readAhead = yield* Effect.forkIn(readChunk, scope)
+      lastEmittedAt = yield* nowMs
+      return Option.some(held.bytes)
     })
     const step: Effect.Effect<Uint8Array, Option.Option<ReadError>> = nextChunk.pipe(
       Effect.mapError(Option.some),

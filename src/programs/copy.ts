@@ -88,7 +88,8 @@ const openOutput = (path: string, offset: number) =>
     (fd) => Effect.sync(() => NodeFs.closeSync(fd))
   )
 
-const writeAt = (fd: number, bytes: Uint8Array, position: number, path: string) =>
+/** Writes `bytes` at `position`; `alongside` runs on this thread while the write is under way. */
+const writeAt = (fd: number, bytes: Uint8Array, position: number, path: string, alongside: () => void) =>
   Effect.async<void, OutputFailed>((resume) => {
     const loop = (done: number) =>
       NodeFs.write(fd, bytes, done, bytes.length - done, position + done, (error, written) => {
@@ -97,6 +98,7 @@ const writeAt = (fd: number, bytes: Uint8Array, position: number, path: string) 
         else resume(Effect.void)
       })
     loop(0)
+    alongside()
   })
 
 /** Feeds the first `length` bytes of a file to the hash (the part a resumed copy keeps). */
@@ -117,7 +119,8 @@ export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest
   const monitor = yield* MemoryMonitor
   const out = NodePath.resolve(request.out)
   const startedAt = Date.now()
-  const session = yield* reader.open(request.source, { ...request.options, destination: out })
+  // Each chunk is written (and hashed) before the next is pulled, so the reader may reuse buffers.
+  const session = yield* reader.open(request.source, { ...request.options, destination: out, reuseBuffers: true })
   const fd = yield* openOutput(out, session.startOffset)
   const hash = request.hash ? createHash("sha256") : undefined
   if (hash !== undefined) yield* hashPrefix(out, session.startOffset, hash)
@@ -126,9 +129,8 @@ export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest
   let position = session.startOffset
   yield* session.stream.pipe(
     Stream.runForEach((bytes) =>
-      Effect.map(writeAt(fd, bytes, position, out), () => {
+      Effect.map(writeAt(fd, bytes, position, out, () => hash?.update(bytes)), () => {
         position += bytes.length
-        hash?.update(bytes)
         request.progress?.advance(bytes.length)
       })
     ),

@@ -179,8 +179,12 @@ const formatIdentity = (identity: SourceIdentity): string =>
 export interface SourceCursor {
   /** The identity of the source as this attempt saw it. */
   readonly identity: SourceIdentity
-  /** The next bytes, at most `maxBytes` and at least one; an empty array at the end of the source. */
-  readonly pull: (maxBytes: number) => Effect.Effect<Uint8Array, SourceError>
+  /**
+   * The next bytes, at most `maxBytes` and at least one; an empty array at the end of the
+   * source. When `into` is given (at least `maxBytes` long) a source that reads into memory it
+   * does not own (a file) reads into it and returns a view of it; others may ignore it.
+   */
+  readonly pull: (maxBytes: number, into?: Uint8Array) => Effect.Effect<Uint8Array, SourceError>
 }
 
 /** An opened source. */
@@ -189,6 +193,8 @@ export interface SourceHandle {
   readonly source: string
   /** Whether a read can start again at any offset without re-reading what comes before. */
   readonly seekable: boolean
+  /** Whether a pull may wait on a peer (a network, a pipe); such pulls are bounded by the stall timeout. */
+  readonly canStall: boolean
   /**
    * Starts an attempt at `offset`. `expected` is the identity a checkpoint recorded; an HTTP
    * source sends it as a precondition. The attempt's connection or position lives in the scope.

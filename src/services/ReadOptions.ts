@@ -45,6 +45,12 @@ export class ReadOptions extends Schema.Class<ReadOptions>("ReadOptions")({
   rate: Schema.optional(Schema.Number),
   /** Ignore any checkpoint and start from byte 0. */
   restart: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /**
+   * Hand out chunks that are views into buffers the reader reuses: a chunk is valid only until
+   * the consumer pulls the next one. For consumers that are done with each chunk by then
+   * (writing it to a file, hashing it); it keeps memory flat and allocates nothing per chunk.
+   */
+  reuseBuffers: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Where the bytes go (the checkpoint's key with the source); no checkpoints when absent. */
   destination: Schema.optional(Schema.String)
 }) {}

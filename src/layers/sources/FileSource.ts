@@ -28,13 +28,13 @@ const identityOf = (info: FileSystem.File.Info): SourceIdentity => {
   return mtime === undefined ? { size: Number(info.size) } : { size: Number(info.size), mtimeMs: mtime }
 }
 
-/** Reads up to `length` bytes at `position` into a fresh buffer (shorter at the end of the file). */
-const readAt = (fd: number, length: number, position: number, path: string) =>
+/** Reads up to `length` bytes at `position` into `into` or a fresh buffer (shorter at the end of the file). */
+const readAt = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) =>
   Effect.async<Uint8Array, TransientReadError>((resume) => {
-    const buffer = Buffer.allocUnsafeSlow(length)
+    const buffer = into ?? Buffer.allocUnsafeSlow(length)
     NodeFs.read(fd, buffer, 0, length, position, (error, bytesRead) => {
       if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: error.message })))
-      else resume(Effect.succeed(bytesRead === length ? buffer : buffer.subarray(0, bytesRead)))
+      else resume(Effect.succeed(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
     })
   })
 
@@ -48,14 +48,15 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
     const handle: SourceHandle = {
       source: path,
       seekable: true,
+    canStall: false,
       readFrom: (offset) =>
         Effect.gen(function*() {
           const identity = identityOf(yield* file.stat.pipe(Effect.mapError(toSourceError(path))))
           let position = offset
           return {
             identity,
-            pull: (maxBytes: number) =>
-              Effect.map(readAt(fd, maxBytes, position, path), (bytes) => {
+            pull: (maxBytes: number, into?: Uint8Array) =>
+              Effect.map(readAt(fd, maxBytes, position, path, into), (bytes) => {
                 position += bytes.length
                 return bytes
               })

@@ -96,7 +96,7 @@ export const makeHttpSource = (client: HttpClient.HttpClient, url: URL): SourceH
     )
   })
 
-  return { source, seekable: true, readFrom }
+  return { source, seekable: true, canStall: true, readFrom }
 }
 
 const interpret = (

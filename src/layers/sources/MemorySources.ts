@@ -13,6 +13,7 @@ import { rechunk } from "./rechunk.js"
 export const openBytes = (name: string, bytes: Uint8Array): SourceHandle => ({
   source: name,
   seekable: true,
+  canStall: false,
   readFrom: (offset) =>
     Effect.sync(() => {
       let position = Math.min(offset, bytes.length)
@@ -54,6 +55,7 @@ export const openReadable = (name: string, readable: Readable) =>
     const handle: SourceHandle = {
       source: name,
       seekable: false,
+      canStall: true,
       readFrom: (offset) =>
         Effect.gen(function*() {
           if (offset < position) {
