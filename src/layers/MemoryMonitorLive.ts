@@ -1,0 +1,103 @@
+/**
+ * MemoryMonitorLive: samples process memory on a `Schedule` in a scoped fiber, keeps the latest
+ * sample, the peak RSS and the RSS growth rate over a sliding window of `Clock` time.
+ */
+import { Clock, Duration, Effect, Layer, Schedule } from "effect"
+import type { Scope } from "effect"
+import { MemoryMonitor } from "../services/MemoryMonitor.js"
+import type { MemoryMonitorShape, MemorySample } from "../services/MemoryMonitor.js"
+
+/** One raw reading of process memory, in bytes, as `process.memoryUsage()` gives it. */
+export interface MemoryReading {
+  readonly rss: number
+  readonly heapUsed: number
+  readonly arrayBuffers: number
+}
+
+/** How the monitor samples: how often, over which window growth is measured, and how memory is read. */
+export interface MemoryMonitorOptions {
+  /** Time between two samples; 250 ms by default. */
+  readonly interval?: Duration.DurationInput
+  /** The sliding window the growth rate is measured over; 10 s by default. */
+  readonly window?: Duration.DurationInput
+  /** Reads process memory; `process.memoryUsage()` by default (tests inject a fake). */
+  readonly read?: () => MemoryReading
+}
+
+/** Bytes in the "MB" of `growthMbPerSec` (a mebibyte, as Node tools print memory). */
+export const bytesPerMb = 1024 * 1024
+
+const readProcessMemory = (): MemoryReading => {
+  const usage = process.memoryUsage()
+  return { rss: usage.rss, heapUsed: usage.heapUsed, arrayBuffers: usage.arrayBuffers }
+}
+
+/** Least-squares slope of RSS over time, in MB/s; 0 with fewer than two samples or no time between them. */
+const growthOf = (samples: ReadonlyArray<MemorySample>): number => {
+  if (samples.length < 2) return 0
+  const n = samples.length
+  const t0 = samples[0]!.atMs
+  let meanT = 0
+  let meanR = 0
+  for (const s of samples) {
+    meanT += (s.atMs - t0) / n
+    meanR += s.rss / n
+  }
+  let covariance = 0
+  let variance = 0
+  for (const s of samples) {
+    const dt = s.atMs - t0 - meanT
+    covariance += dt * (s.rss - meanR)
+    variance += dt * dt
+  }
+  if (variance === 0) return 0
+  return (covariance / variance) * 1000 / bytesPerMb
+}
+
+/** A memory monitor that takes a first sample at once, then one per `interval` until its scope closes. */
+export const make = (options: MemoryMonitorOptions = {}): Effect.Effect<MemoryMonitorShape, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const read = options.read ?? readProcessMemory
+    const interval = Duration.decode(options.interval ?? "250 millis")
+    const windowMs = Duration.toMillis(options.window ?? "10 seconds")
+
+    let samples: ReadonlyArray<MemorySample> = []
+    let peak = 0
+
+    const sample: Effect.Effect<MemorySample> = Effect.gen(function*() {
+      const atMs = yield* Clock.currentTimeMillis
+      const reading = yield* Effect.sync(read)
+      const taken: MemorySample = {
+        atMs,
+        rss: reading.rss,
+        heapUsed: reading.heapUsed,
+        arrayBuffers: reading.arrayBuffers
+      }
+      samples = [...samples.filter((s) => s.atMs >= atMs - windowMs), taken]
+      peak = Math.max(peak, taken.rss)
+      return taken
+    }).pipe(Effect.withSpan("MemoryMonitor.sample"))
+
+    const first = yield* sample
+
+    yield* sample.pipe(
+      Effect.catchAllDefect((defect) => Effect.logWarning("MemoryMonitor: sampling failed", defect)),
+      Effect.schedule(Schedule.fixed(interval)),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    return MemoryMonitor.of({
+      sample,
+      latest: Effect.sync(() => samples[samples.length - 1] ?? first),
+      peakRss: Effect.sync(() => peak),
+      growthMbPerSec: Effect.map(
+        Clock.currentTimeMillis,
+        (now) => growthOf(samples.filter((s) => s.atMs >= now - windowMs && s.atMs <= now))
+      )
+    })
+  })
+
+/** The memory monitor, sampling on its schedule for as long as the layer lives. */
+export const layer = (options: MemoryMonitorOptions = {}): Layer.Layer<MemoryMonitor> =>
+  Layer.scoped(MemoryMonitor, make(options))
