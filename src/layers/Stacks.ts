@@ -6,16 +6,25 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { Layer } from "effect"
+import { Config, Effect, Layer } from "effect"
+import type { ConfigError } from "effect"
 import type { ByteSource } from "../services/ByteSource.js"
+import type { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { MemoryMonitor } from "../services/MemoryMonitor.js"
 import type { ReaderMetrics } from "../services/ReaderMetrics.js"
 import type { StreamingReader } from "../services/StreamingReader.js"
 import { FixedChunkSizer, NoCheckpoints, NoPressure, NoRateLimit, NoRetries, UnboundedMemory } from "./Basic.js"
+import * as AdaptiveChunkSizerLive from "./AdaptiveChunkSizerLive.js"
+import * as AdaptiveMemoryManagerLive from "./AdaptiveMemoryManagerLive.js"
+import * as AdaptiveRateLimiterLive from "./AdaptiveRateLimiterLive.js"
+import * as BackpressureControllerLive from "./BackpressureControllerLive.js"
 import * as ByteSourceLive from "./ByteSourceLive.js"
+import * as CheckpointStoreMemory from "./CheckpointStoreMemory.js"
+import * as CheckpointStoreSqlite from "./CheckpointStoreSqlite.js"
 import * as MemoryMonitorLive from "./MemoryMonitorLive.js"
 import * as ReaderMetricsLive from "./ReaderMetricsLive.js"
 import * as StreamingReaderLive from "./StreamingReaderLive.js"
+import * as StreamRecoveryManagerLive from "./StreamRecoveryManagerLive.js"
 
 /** Node's file system, paths, command executor and undici HTTP client. */
 export const PlatformLive: Layer.Layer<NodeContext.NodeContext | HttpClient.HttpClient> = Layer.mergeAll(
@@ -43,3 +52,83 @@ export const BasicStack: Layer.Layer<ReaderServices, never, FileSystem.FileSyste
     ),
     Layer.merge(MemoryMonitorLive.layer())
   )
+
+/** What the enhanced stack is built from. */
+export interface EnhancedStackOptions {
+  /** The process-wide memory budget in bytes (default 50 MiB). */
+  readonly memoryLimit?: number
+  /** The SQLite checkpoint database; checkpoints are kept in memory when absent. */
+  readonly statePath?: string
+  /** A cap on the rate of all reads together, in bytes per second. */
+  readonly globalRate?: number
+}
+
+const flag = (name: string) => Config.boolean(name).pipe(Config.withDefault(true), Config.nested("STREAMING_READER"))
+
+/** Picks `on` when the feature flag `STREAMING_READER_<name>` is true (the default), else `off`. */
+const featureFlag = <A, E1, R1, E2, R2>(
+  name: string,
+  on: Layer.Layer<A, E1, R1>,
+  off: Layer.Layer<A, E2, R2>
+): Layer.Layer<A, E1 | E2 | ConfigError.ConfigError, R1 | R2> =>
+  Layer.unwrapEffect(Effect.map(flag(name), (enabled): Layer.Layer<A, E1 | E2, R1 | R2> => enabled ? on : off))
+
+/** The enhanced parts around a given source and checkpoint store. */
+const enhancedParts = <E1, R1, E2, R2>(
+  options: EnhancedStackOptions,
+  sources: Layer.Layer<ByteSource, E1, R1>,
+  store: Layer.Layer<CheckpointStore, E2, R2>
+) => {
+  const monitor = MemoryMonitorLive.layer()
+  const memory = featureFlag(
+    "MEMORY_BUDGET",
+    AdaptiveMemoryManagerLive.layer(options.memoryLimit === undefined ? {} : { limit: options.memoryLimit }),
+    UnboundedMemory
+  )
+  const pressure = featureFlag("BACKPRESSURE", BackpressureControllerLive.layer(), NoPressure).pipe(
+    Layer.provideMerge(Layer.merge(memory, monitor))
+  )
+  const parts = Layer.mergeAll(
+    featureFlag("ADAPTIVE_CHUNKS", AdaptiveChunkSizerLive.layer, FixedChunkSizer),
+    featureFlag(
+      "RATE_LIMIT",
+      AdaptiveRateLimiterLive.layer(options.globalRate === undefined ? {} : { globalRate: options.globalRate }),
+      NoRateLimit
+    ),
+    featureFlag("RETRIES", StreamRecoveryManagerLive.layer, NoRetries),
+    featureFlag("CHECKPOINTS", store, NoCheckpoints),
+    ReaderMetricsLive.layer,
+    sources
+  ).pipe(Layer.provideMerge(pressure))
+  return StreamingReaderLive.layer.pipe(Layer.provideMerge(parts))
+}
+
+/**
+ * The enhanced reader: adaptive chunk sizes, one memory budget, backpressure, rate limiting,
+ * retries with resume, and checkpoints (SQLite at `statePath`, else in memory). Each part can
+ * be switched off with an environment variable (`STREAMING_READER_ADAPTIVE_CHUNKS`,
+ * `_MEMORY_BUDGET`, `_BACKPRESSURE`, `_RATE_LIMIT`, `_RETRIES`, `_CHECKPOINTS` set to
+ * `false`), falling back to its basic part.
+ */
+export const EnhancedStack = (
+  options: EnhancedStackOptions = {}
+): Layer.Layer<
+  ReaderServices,
+  CheckpointStoreError | ConfigError.ConfigError,
+  FileSystem.FileSystem | HttpClient.HttpClient
+> =>
+  enhancedParts(
+    options,
+    ByteSourceLive.layer,
+    options.statePath === undefined ? CheckpointStoreMemory.layer : CheckpointStoreSqlite.layer(options.statePath)
+  )
+
+/**
+ * The enhanced reader for tests: the given source (e.g. a fault-injecting one) and an
+ * in-memory checkpoint store, which it also offers for assertions.
+ */
+export const TestStack = (
+  sources: Layer.Layer<ByteSource>,
+  options: EnhancedStackOptions = {}
+): Layer.Layer<ReaderServices | CheckpointStore, ConfigError.ConfigError> =>
+  enhancedParts(options, sources, CheckpointStoreMemory.layer)

@@ -20,7 +20,7 @@ import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { decodeReadOptions } from "../services/ReadOptions.js"
 import type { ReadError, ReadSession } from "../services/StreamingReader.js"
 import { StreamingReader } from "../services/StreamingReader.js"
-import { StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
+import { RetriesExhausted, StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
 
 const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
@@ -202,7 +202,12 @@ export const make = Effect.gen(function*() {
         chunksSinceCheckpoint = 0
         yield* saveCheckpoint
       }
-      const next = readAhead === undefined ? yield* readChunk : yield* Fiber.join(readAhead)
+      const next = yield* (readAhead === undefined ? readChunk : Fiber.join(readAhead)).pipe(
+        Effect.mapError((error) =>
+          // The read ahead gave up before the consumer acknowledged the chunk it held; it has now.
+          error._tag === "RetriesExhausted" ? new RetriesExhausted({ ...error, checkpointOffset: acknowledged }) : error
+        )
+      )
       readAhead = undefined
       if (Option.isNone(next)) {
         yield* finish

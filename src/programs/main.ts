@@ -6,13 +6,21 @@ import { Command } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
-import { BasicStack, PlatformLive } from "../layers/Stacks.js"
+import { EnhancedStack, PlatformLive } from "../layers/Stacks.js"
 import { ExitCode, readConfig, runRead } from "./cli.js"
+
+const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
 const read = Command.make("read", readConfig, (command) =>
   runRead(command).pipe(
-    Effect.provide(BasicStack),
-    Effect.flatMap((code) => Effect.sync(() => void (process.exitCode = code)))
+    Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit, statePath: command.state })),
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        Console.error(`streaming-reader: ${error._tag === "CheckpointStoreError" ? error.message : String(error)}`),
+        Effect.succeed(ExitCode.BadInput)
+      )
+    ),
+    Effect.flatMap(setExitCode)
   )).pipe(Command.withDescription("copy one or more sources (file path or http(s) URL) to files, resumably"))
 
 const root = Command.make("streaming-reader", {}, () =>
@@ -25,13 +33,11 @@ const root = Command.make("streaming-reader", {}, () =>
 const cli = Command.run(root, { name: "streaming-reader", version: "0.1.0" })
 
 const program = cli(process.argv).pipe(
-  Effect.catchAll((error) =>
-    Effect.sync(() => void (process.exitCode = error._tag === "HelpRequested" ? ExitCode.Done : ExitCode.BadInput))
-  ),
+  Effect.catchAll((error) => setExitCode(error._tag === "HelpRequested" ? ExitCode.Done : ExitCode.BadInput)),
   Effect.catchAllDefect((defect) =>
     Effect.zipRight(
       Console.error(`streaming-reader: internal error: ${Cause.pretty(Cause.die(defect))}`),
-      Effect.sync(() => void (process.exitCode = ExitCode.ReadFailed))
+      setExitCode(ExitCode.ReadFailed)
     )
   ),
   Effect.provide(Layer.mergeAll(PlatformLive, NodeContext.layer))

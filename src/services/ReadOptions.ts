@@ -29,10 +29,8 @@ export class ReadOptions extends Schema.Class<ReadOptions>("ReadOptions")({
   minChunk: Schema.optionalWith(Schema.Number, { default: () => 32 * KiB }),
   /** Largest chunk the adaptive sizer may choose. */
   maxChunk: Schema.optionalWith(Schema.Number, { default: () => 256 * KiB }),
-  /** Hard limit of bytes buffered by all reads in the process. */
+  /** Hard limit of bytes buffered by all reads in the process (the budget of the stack built from these options). */
   memoryLimit: Schema.optionalWith(Schema.Number, { default: () => 50 * MiB }),
-  /** Bytes buffered by one read above which it counts as under pressure. */
-  streamMemoryTrigger: Schema.optionalWith(Schema.Number, { default: () => 1 * MiB }),
   /** A checkpoint is saved every this many chunks. */
   checkpointEvery: Schema.optionalWith(Schema.Number, { default: () => 5 }),
   /** Retries allowed in a row without forward progress. */
@@ -95,7 +93,6 @@ export const decodeReadOptions = (input: ReadOptionsInput = {}): Effect.Effect<R
     yield* inRange("maxChunk", options.maxChunk, options.minChunk, 64 * MiB, formatSize)
     yield* inRange("chunkSize", options.chunkSize, options.minChunk, options.maxChunk, formatSize)
     yield* inRange("memoryLimit", options.memoryLimit, 1 * MiB, 64 * GiB, formatSize)
-    yield* inRange("streamMemoryTrigger", options.streamMemoryTrigger, 1 * KiB, options.memoryLimit, formatSize)
     yield* inRange("checkpointEvery", options.checkpointEvery, 1, 1_000_000)
     yield* inRange("retries", options.retries, 0, 1_000)
     yield* inRange("maxRetryDelayMs", options.maxRetryDelayMs, 0, 3_600_000)
