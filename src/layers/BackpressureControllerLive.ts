@@ -56,8 +56,10 @@ const byThresholds = (value: number, low: number, high: number, critical: number
  * | memory budget in use (inUse / limit) | >= 50 % | >= 75 % | >= 95 % |
  * | RSS growth (MB/s, memory monitor) | >= 5 | >= 20 | >= 50 |
  * | active reads / maxStreams | >= 75 % | >= 100 % | never |
- * | consumer lag (sum waitMs / sum readMs of the recent reports) | >= 4 | >= 10 | never |
+ * | consumer lag (sum waitMs / sum readMs of the recent reports) | >= 4 | never | never |
  *
+ * A slow consumer already holds its read back (reads are pulled), and a read holds at most two
+ * chunks, so lag alone never makes pressure high: shrinking chunks would only slow the copy.
  * The consumer lag needs at least `minConsumerReports` reports from the window; each report's
  * read time counts as at least `minReadMs`.
  */
@@ -66,7 +68,7 @@ export const classify = (inputs: PressureInputs): PressureLevel => {
     byThresholds(inputs.budgetUse, 0.5, 0.75, 0.95),
     byThresholds(inputs.growthMbPerSec, 5, 20, 50),
     byThresholds(inputs.maxStreams > 0 ? inputs.activeStreams / inputs.maxStreams : 0, 0.75, 1, Infinity),
-    inputs.consumerLag === undefined ? "none" : byThresholds(inputs.consumerLag, 4, 10, Infinity)
+    inputs.consumerLag === undefined ? "none" : byThresholds(inputs.consumerLag, 4, Infinity, Infinity)
   ]
   return factors.reduce((worst, level) => rank(level) > rank(worst) ? level : worst, "none")
 }

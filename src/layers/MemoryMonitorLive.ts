@@ -91,10 +91,12 @@ export const make = (options: MemoryMonitorOptions = {}): Effect.Effect<MemoryMo
       sample,
       latest: Effect.sync(() => samples[samples.length - 1] ?? first),
       peakRss: Effect.sync(() => peak),
-      growthMbPerSec: Effect.map(
-        Clock.currentTimeMillis,
-        (now) => growthOf(samples.filter((s) => s.atMs >= now - windowMs && s.atMs <= now))
-      )
+      growthMbPerSec: Effect.map(Clock.currentTimeMillis, (now) => {
+        const recent = samples.filter((s) => s.atMs >= now - windowMs && s.atMs <= now)
+        // Start-up (loading code, first buffers) is not growth: judge only a half-full window.
+        const spanMs = recent.length > 0 ? recent[recent.length - 1]!.atMs - recent[0]!.atMs : 0
+        return spanMs >= windowMs / 2 ? growthOf(recent) : 0
+      })
     })
   })
 

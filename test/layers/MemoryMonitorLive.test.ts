@@ -44,7 +44,7 @@ describe("MemoryMonitorLive", () => {
   it.scoped("keeps the peak when RSS falls, and growth turns negative", () =>
     Effect.gen(function*() {
       const memory = fakeMemory(200 * MB)
-      const monitor = yield* MemoryMonitorLive.make({ interval: "250 millis", read: memory.read })
+      const monitor = yield* MemoryMonitorLive.make({ interval: "250 millis", window: "4 seconds", read: memory.read })
       yield* TestClock.adjust("1 second")
       for (let i = 0; i < 8; i++) {
         memory.state.rss -= MB
@@ -53,6 +53,20 @@ describe("MemoryMonitorLive", () => {
       assert.strictEqual(yield* monitor.peakRss, 200 * MB)
       assert.strictEqual((yield* monitor.latest).rss, 192 * MB)
       assert.isBelow(yield* monitor.growthMbPerSec, 0)
+    }))
+
+  it.scoped("judges no growth before half of the window is filled (start-up is not growth)", () =>
+    Effect.gen(function*() {
+      const memory = fakeMemory(100 * MB)
+      const monitor = yield* MemoryMonitorLive.make({ interval: "250 millis", window: "4 seconds", read: memory.read })
+      for (let i = 0; i < 7; i++) {
+        memory.state.rss += 10 * MB
+        yield* TestClock.adjust("250 millis")
+      }
+      assert.strictEqual(yield* monitor.growthMbPerSec, 0)
+      memory.state.rss += 10 * MB
+      yield* TestClock.adjust("250 millis")
+      assert.isAbove(yield* monitor.growthMbPerSec, 30)
     }))
 
   it.scoped("forgets growth that left the sliding window", () =>
