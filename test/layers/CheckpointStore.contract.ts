@@ -1,0 +1,126 @@
+/**
+ * The behaviour every `CheckpointStore` must have, registered once per implementation.
+ */
+import { assert, describe, layer } from "@effect/vitest"
+import { Effect, FastCheck as fc, Option } from "effect"
+import type { Layer } from "effect"
+import { CheckpointStore } from "../../src/services/CheckpointStore.js"
+import type { Checkpoint, CheckpointKey } from "../../src/services/CheckpointStore.js"
+
+const checkpoint = (key: CheckpointKey, offset: number, overrides: Partial<Checkpoint> = {}): Checkpoint => ({
+  key,
+  offset,
+  identity: { size: 10 * 1024 * 1024 * 1024, mtimeMs: 1_700_000_000_123.456, etag: "\"abc-123\"", lastModified: "Tue, 14 Nov 2023 22:13:20 GMT" },
+  chunkSize: 64 * 1024,
+  updatedAt: 1_700_000_000_999,
+  ...overrides
+})
+
+const text = fc.string({ unit: "grapheme", maxLength: 40 })
+const finiteNonNegative = fc.double({ min: 0, max: 1e15, noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0))
+
+/** Any checkpoint a read could record: offsets up to 2^53 - 1, any subset of identity fields. */
+const arbitraryCheckpoint = fc.record({
+  key: fc.record({ source: text, destination: text }),
+  offset: fc.maxSafeNat(),
+  identity: fc.record(
+    { size: fc.maxSafeNat(), mtimeMs: finiteNonNegative, etag: text, lastModified: text },
+    { requiredKeys: [] }
+  ),
+  chunkSize: fc.integer({ min: 1, max: 64 * 1024 * 1024 }),
+  updatedAt: fc.maxSafeNat()
+})
+
+/** Registers the shared checkpoint-store tests for the store `makeLayer` builds (one store for the whole suite). */
+export const checkpointStoreContract = (
+  name: string,
+  makeLayer: () => Layer.Layer<CheckpointStore, unknown>
+): void => {
+  describe(`${name} (CheckpointStore contract)`, () => {
+    layer(makeLayer())((it) => {
+      it.effect("a saved checkpoint loads back with every identity field", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const saved = checkpoint({ source: "https://example.com/big.bin", destination: "/out/big.bin" }, 123_456)
+          yield* store.save(saved)
+          const loaded = yield* store.load(saved.key)
+          assert.deepStrictEqual(loaded, Option.some(saved))
+        }))
+
+      it.effect("an identity with no known fields loads back empty", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const saved = checkpoint({ source: "stream:stdin", destination: "/out/empty-identity" }, 7, { identity: {} })
+          yield* store.save(saved)
+          assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
+        }))
+
+      it.effect("a save replaces the checkpoint under the same key", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const key = { source: "/data/upsert.bin", destination: "/out/upsert.bin" }
+          yield* store.save(checkpoint(key, 100))
+          const second = checkpoint(key, 200, { identity: { size: 999, etag: "\"v2\"" }, chunkSize: 32 * 1024, updatedAt: 5 })
+          yield* store.save(second)
+          assert.deepStrictEqual(yield* store.load(key), Option.some(second))
+        }))
+
+      it.effect("delete removes the checkpoint, and deleting a missing key succeeds", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const key = { source: "/data/delete.bin", destination: "/out/delete.bin" }
+          yield* store.save(checkpoint(key, 42))
+          yield* store.delete(key)
+          assert.deepStrictEqual(yield* store.load(key), Option.none())
+          yield* store.delete(key)
+          assert.deepStrictEqual(yield* store.load(key), Option.none())
+        }))
+
+      it.effect("loading a key never saved is None", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          assert.deepStrictEqual(yield* store.load({ source: "/never/saved", destination: "/nowhere" }), Option.none())
+        }))
+
+      it.effect("keys that share a source or a destination are distinct", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const a = checkpoint({ source: "/data/shared.bin", destination: "/out/a.bin" }, 1)
+          const b = checkpoint({ source: "/data/shared.bin", destination: "/out/b.bin" }, 2)
+          const c = checkpoint({ source: "/data/other.bin", destination: "/out/a.bin" }, 3)
+          yield* store.save(a)
+          yield* store.save(b)
+          yield* store.save(c)
+          assert.deepStrictEqual(yield* store.load(a.key), Option.some(a))
+          assert.deepStrictEqual(yield* store.load(b.key), Option.some(b))
+          assert.deepStrictEqual(yield* store.load(c.key), Option.some(c))
+          yield* store.delete(a.key)
+          assert.deepStrictEqual(yield* store.load(a.key), Option.none())
+          assert.deepStrictEqual(yield* store.load(b.key), Option.some(b))
+          assert.deepStrictEqual(yield* store.load(c.key), Option.some(c))
+        }))
+
+      it.effect("offsets beyond 2^32 keep every bit", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          for (const offset of [2 ** 32, 2 ** 32 + 1, 2 ** 40 + 12_345, Number.MAX_SAFE_INTEGER]) {
+            const saved = checkpoint({ source: "/data/huge.bin", destination: `/out/huge-${offset}` }, offset, {
+              identity: { size: Number.MAX_SAFE_INTEGER }
+            })
+            yield* store.save(saved)
+            const loaded = yield* store.load(saved.key)
+            assert.deepStrictEqual(loaded, Option.some(saved))
+            assert.strictEqual(Option.getOrThrow(loaded).offset, offset)
+          }
+        }))
+
+      it.effect.prop("any checkpoint round-trips", [arbitraryCheckpoint], ([generated]) =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const saved: Checkpoint = { ...generated, key: { ...generated.key, source: `prop:${generated.key.source}` } }
+          yield* store.save(saved)
+          assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
+        }), { fastCheck: { numRuns: 100 } })
+    })
+  })
+}
