@@ -3,7 +3,8 @@
  * (higher first, then last registered first), each within its time bound; failures are kept,
  * logged and counted, and never stop the other releases.
  */
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Ref, Scope } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Ref, Scope, Stream } from "effect"
+import { BackpressureController } from "../services/BackpressureController.js"
 import { CleanupFailed, ResourceCleanupManager } from "../services/ResourceCleanupManager.js"
 import type { CleanupRegistration, ResourceCleanupManagerShape } from "../services/ResourceCleanupManager.js"
 
@@ -131,3 +132,24 @@ export const make: Effect.Effect<ResourceCleanupManagerShape> = Effect.gen(funct
 
 /** The cleanup manager. */
 export const layer: Layer.Layer<ResourceCleanupManager> = Layer.effect(ResourceCleanupManager, make)
+
+/**
+ * Runs the emergency path each time the pressure level becomes `critical`: resources marked
+ * `emergency` (reusable buffers, idle connections) are released without breaking live reads.
+ */
+export const emergencyOnCriticalPressure: Layer.Layer<never, never, ResourceCleanupManager | BackpressureController> =
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const cleanup = yield* ResourceCleanupManager
+      const pressure = yield* BackpressureController
+      yield* pressure.level.changes.pipe(
+        Stream.changes,
+        Stream.filter((level) => level === "critical"),
+        Stream.runForEach(() =>
+          Effect.flatMap(cleanup.emergencyRelease, (released) =>
+            Effect.logWarning(`critical memory pressure: released ${released} reusable resources`))
+        ),
+        Effect.forkScoped
+      )
+    })
+  )

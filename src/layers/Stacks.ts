@@ -23,6 +23,7 @@ import * as CheckpointStoreMemory from "./CheckpointStoreMemory.js"
 import * as CheckpointStoreSqlite from "./CheckpointStoreSqlite.js"
 import * as MemoryMonitorLive from "./MemoryMonitorLive.js"
 import * as ReaderMetricsLive from "./ReaderMetricsLive.js"
+import * as ResourceCleanupManagerLive from "./ResourceCleanupManagerLive.js"
 import * as StreamingReaderLive from "./StreamingReaderLive.js"
 import * as StreamRecoveryManagerLive from "./StreamRecoveryManagerLive.js"
 
@@ -47,6 +48,7 @@ export const BasicStack: Layer.Layer<ReaderServices, never, FileSystem.FileSyste
         NoRetries,
         NoCheckpoints,
         ReaderMetricsLive.layer,
+        ResourceCleanupManagerLive.layer,
         ByteSourceLive.layer
       )
     ),
@@ -100,7 +102,11 @@ const enhancedParts = <E1, R1, E2, R2>(
     ReaderMetricsLive.layer,
     sources
   ).pipe(Layer.provideMerge(pressure))
-  return StreamingReaderLive.layer.pipe(Layer.provideMerge(parts))
+  const cleanup = ResourceCleanupManagerLive.emergencyOnCriticalPressure.pipe(
+    Layer.provideMerge(ResourceCleanupManagerLive.layer),
+    Layer.provide(pressure)
+  )
+  return StreamingReaderLive.layer.pipe(Layer.provideMerge(Layer.merge(parts, cleanup)))
 }
 
 /**

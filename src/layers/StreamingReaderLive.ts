@@ -16,15 +16,23 @@ import { ByteSource, sameIdentity, SourceChanged, SourceStalled, TransientReadEr
 import type { CheckpointKey } from "../services/CheckpointStore.js"
 import { CheckpointStore } from "../services/CheckpointStore.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
+import { ResourceCleanupManager } from "../services/ResourceCleanupManager.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { decodeReadOptions } from "../services/ReadOptions.js"
-import type { ReadError, ReadSession } from "../services/StreamingReader.js"
+import type { ReadError, ReadHooks, ReadSession } from "../services/StreamingReader.js"
 import { StreamingReader } from "../services/StreamingReader.js"
 import { RetriesExhausted, StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
 
 const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
 const empty = new Uint8Array(0)
+
+/**
+ * The order a read's resources are released in when it ends: stop reading ahead, close the
+ * connection, give back the chunk and buffers, then save the checkpoint of what the consumer
+ * acknowledged (which must not race a read still under way).
+ */
+export const CleanupPriority = { readAhead: 50, connection: 40, chunk: 30, buffers: 20, checkpoint: 10 } as const
 
 /** A chunk read from the source with what it holds until the consumer is done with it. */
 interface ReadChunk {
@@ -45,8 +53,13 @@ export const make = Effect.gen(function*() {
   const recovery = yield* StreamRecoveryManager
   const store = yield* CheckpointStore
   const metrics = yield* ReaderMetrics
+  const cleanup = yield* ResourceCleanupManager
 
-  const open = Effect.fn("StreamingReader.open")(function*(input: SourceInput, optionsInput?: ReadOptionsInput) {
+  const open = Effect.fn("StreamingReader.open")(function*(
+    input: SourceInput,
+    optionsInput?: ReadOptionsInput,
+    hooks: ReadHooks = {}
+  ) {
     const options = yield* decodeReadOptions(optionsInput)
     const scope = yield* Effect.scope
     const handle = yield* sources.open(input)
@@ -60,7 +73,10 @@ export const make = Effect.gen(function*() {
     const rate = yield* limiter.forStream(options.rate)
     yield* pressure.trackStream
 
-    const startOffset = Option.match(saved, { onNone: () => 0, onSome: (checkpoint) => checkpoint.offset })
+    const startOffset = Option.match(saved, {
+      onNone: () => 0,
+      onSome: (checkpoint) => Math.min(checkpoint.offset, options.maxResumeOffset ?? checkpoint.offset)
+    })
     let identity: SourceIdentity | undefined = Option.getOrUndefined(Option.map(saved, (c) => c.identity))
     /** Bytes pulled from the source, read ahead included: where a new attempt starts. */
     let readPosition = startOffset
@@ -80,11 +96,13 @@ export const make = Effect.gen(function*() {
     let readAhead: Fiber.RuntimeFiber<Option.Option<ReadChunk>, ReadError> | undefined
     const freeBuffers: Array<Uint8Array> = []
 
-    const saveCheckpoint = Effect.suspend(() =>
-      key === undefined || identity === undefined
-        ? Effect.void
-        : store.save({ key, offset: acknowledged, identity, chunkSize: lastChunkSize, updatedAt: Date.now() })
-    ).pipe(Effect.withSpan("StreamingReader.checkpoint"))
+    const saveCheckpoint = Effect.suspend(() => {
+      if (key === undefined || identity === undefined) return Effect.void
+      const checkpoint = { key, offset: acknowledged, identity, chunkSize: lastChunkSize, updatedAt: Date.now() }
+      return hooks.beforeCheckpoint === undefined
+        ? store.save(checkpoint)
+        : Effect.zipRight(hooks.beforeCheckpoint, store.save(checkpoint))
+    }).pipe(Effect.withSpan("StreamingReader.checkpoint"))
 
     const dropAttempt = Effect.suspend(() => {
       const current = attempt
@@ -179,14 +197,28 @@ export const make = Effect.gen(function*() {
     yield* withRecovery(Effect.asVoid(startAttempt))
     if (key !== undefined) yield* saveCheckpoint
 
-    yield* Effect.addFinalizer(() =>
-      Effect.gen(function*() {
-        if (readAhead !== undefined) yield* Fiber.interrupt(readAhead)
-        if (held !== undefined) yield* release(held)
-        yield* dropAttempt
-        if (!finished) yield* Effect.ignore(saveCheckpoint)
-      })
-    )
+    yield* cleanup.register({
+      name: `${source}: read ahead`,
+      priority: CleanupPriority.readAhead,
+      release: Effect.suspend(() => readAhead === undefined ? Effect.void : Fiber.interrupt(readAhead))
+    })
+    yield* cleanup.register({ name: `${source}: connection`, priority: CleanupPriority.connection, release: dropAttempt })
+    yield* cleanup.register({
+      name: `${source}: held chunk`,
+      priority: CleanupPriority.chunk,
+      release: Effect.suspend(() => held === undefined ? Effect.void : release(held))
+    })
+    yield* cleanup.register({
+      name: `${source}: reusable buffers`,
+      priority: CleanupPriority.buffers,
+      release: Effect.sync(() => void freeBuffers.splice(0)),
+      emergency: true
+    })
+    yield* cleanup.register({
+      name: `${source}: last checkpoint`,
+      priority: CleanupPriority.checkpoint,
+      release: Effect.suspend(() => finished ? Effect.void : saveCheckpoint)
+    })
 
     /** One pull of the consumer: acknowledge what it holds, then hand it the next chunk. */
     const nextChunk = Effect.gen(function*() {
@@ -254,4 +286,5 @@ export const layer: Layer.Layer<
   | StreamRecoveryManager
   | CheckpointStore
   | ReaderMetrics
+  | ResourceCleanupManager
 > = Layer.effect(StreamingReader, make)

@@ -36,10 +36,25 @@ export const exitCodeFor = (error: CopyError): number => {
 }
 
 /** The one line printed for a failure, naming options as the command line spells them. */
-export const errorLine = (error: CopyError): string =>
-  error._tag === "InvalidOptions"
-    ? `invalid option --${error.option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${error.value} (allowed: ${error.allowed})`
-    : error.message
+export const errorLine = (error: CopyError): string => {
+  switch (error._tag) {
+    case "InvalidOptions":
+      return `invalid option --${error.option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${error.value} ` +
+        `(allowed: ${error.allowed})`
+    case "SourceChanged":
+      return `${error.message}; the copy so far is kept, run again with --restart to copy the new version`
+    default:
+      return error.message
+  }
+}
+
+/** Parses a duration such as `30s`, `500ms`, `2m` or `1500` (milliseconds) into milliseconds. */
+export const parseDurationMs = (text: string): number | undefined => {
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/i.exec(text.trim())
+  if (match === null) return undefined
+  const unit = (match[2] ?? "ms").toLowerCase()
+  return Math.round(Number(match[1]) * (unit === "m" ? 60_000 : unit === "s" ? 1000 : 1))
+}
 
 const sizeOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(
@@ -92,8 +107,20 @@ export const readConfig = {
     Options.withDefault(10),
     Options.withDescription("retries in a row without progress before giving up (default 10)")
   ),
+  stallTimeout: Options.text("stall-timeout").pipe(
+    Options.withDefault("30s"),
+    Options.withDescription("no bytes for this long ends the attempt and resumes it (default 30s)"),
+    Options.mapEffect((text) => {
+      const ms = parseDurationMs(text)
+      return ms === undefined
+        ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--stall-timeout: not a duration: ${text} (try 30s)`)))
+        : Effect.succeed(ms)
+    })
+  ),
   restart: Options.boolean("restart").pipe(Options.withDescription("ignore any checkpoint and start from byte 0")),
-  durable: Options.boolean("durable").pipe(Options.withDescription("fsync the output before it is reported done")),
+  durable: Options.boolean("durable").pipe(
+    Options.withDescription("fsync the output before each checkpoint and at the end")
+  ),
   expectSha256: Options.text("expect-sha256").pipe(
     Options.withDescription("fail (exit 1) unless the output's sha256 is this hex digest"),
     Options.optional
@@ -129,7 +156,8 @@ const decodeURIComponentSafe = (text: string) => {
   }
 }
 
-const makeProgress = (bars: MultiBar): CopyProgress => {
+/** A progress bar in `bars` for one copy. */
+export const makeProgress = (bars: MultiBar): CopyProgress => {
   let bar: ReturnType<MultiBar["create"]> | undefined
   let done = 0
   return {
@@ -160,6 +188,7 @@ export const runRead = (command: ReadCommand) =>
       memoryLimit: command.memoryLimit,
       checkpointEvery: command.checkpointEvery,
       retries: command.retries,
+      stallTimeoutMs: command.stallTimeout,
       restart: command.restart,
       ...Option.match(command.rate, { onNone: () => ({}), onSome: (rate) => ({ rate }) })
     }

@@ -101,6 +101,15 @@ const writeAt = (fd: number, bytes: Uint8Array, position: number, path: string, 
     alongside()
   })
 
+/** How many bytes the output already holds (0 when it does not exist yet). */
+const existingSize = (path: string) => {
+  try {
+    return NodeFs.statSync(path).size
+  } catch {
+    return 0
+  }
+}
+
 /** Feeds the first `length` bytes of a file to the hash (the part a resumed copy keeps). */
 const hashPrefix = (path: string, length: number, hash: ReturnType<typeof createHash>) =>
   Effect.tryPromise({
@@ -120,27 +129,34 @@ export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest
   const out = NodePath.resolve(request.out)
   const startedAt = Date.now()
   // Each chunk is written (and hashed) before the next is pulled, so the reader may reuse buffers.
-  const session = yield* reader.open(request.source, { ...request.options, destination: out, reuseBuffers: true })
-  const fd = yield* openOutput(out, session.startOffset)
+  let fd: number | undefined
+  const flush = Effect.sync(() => fd !== undefined && NodeFs.fsyncSync(fd))
+  const session = yield* reader.open(
+    request.source,
+    { ...request.options, destination: out, reuseBuffers: true, maxResumeOffset: existingSize(out) },
+    request.durable === true ? { beforeCheckpoint: flush } : {}
+  )
+  fd = yield* openOutput(out, session.startOffset)
+  const output = fd
   const hash = request.hash ? createHash("sha256") : undefined
   if (hash !== undefined) yield* hashPrefix(out, session.startOffset, hash)
-  const before = yield* metrics.stats(session.source)
   request.progress?.start(session.source, session.identity.size, session.startOffset)
   let position = session.startOffset
   yield* session.stream.pipe(
     Stream.runForEach((bytes) =>
-      Effect.map(writeAt(fd, bytes, position, out, () => hash?.update(bytes)), () => {
+      Effect.map(writeAt(output, bytes, position, out, () => hash?.update(bytes)), () => {
         position += bytes.length
         request.progress?.advance(bytes.length)
       })
     ),
     Effect.ensuring(Effect.sync(() => request.progress?.stop()))
   )
-  if (request.durable === true) yield* Effect.sync(() => NodeFs.fsyncSync(fd))
+  if (request.durable === true) yield* flush
   const sha256 = hash?.digest("hex") ?? null
   if (request.expectSha256 !== undefined && sha256 !== request.expectSha256.toLowerCase()) {
     return yield* new IntegrityMismatch({ source: session.source, expected: request.expectSha256, actual: sha256 ?? "" })
   }
+  // The source's metrics in this process: a command line copies each source once.
   const after = yield* metrics.stats(session.source)
   const durationMs = Date.now() - startedAt
   const readBytes = position - session.startOffset
@@ -148,8 +164,8 @@ export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest
     source: session.source,
     bytes: position,
     sha256,
-    chunks: after.chunks - before.chunks,
-    retries: after.retries - before.retries,
+    chunks: after.chunks,
+    retries: after.retries,
     resumedFrom: session.startOffset,
     durationMs,
     mbPerSec: Number((readBytes / 1e6 / Math.max(durationMs / 1000, 0.001)).toFixed(1)),

@@ -49,6 +49,11 @@ export class ReadOptions extends Schema.Class<ReadOptions>("ReadOptions")({
    * (writing it to a file, hashing it); it keeps memory flat and allocates nothing per chunk.
    */
   reuseBuffers: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /**
+   * Resume no further than this offset: how many bytes the destination still holds. A resume
+   * may start earlier than its checkpoint (bytes are read again), never later.
+   */
+  maxResumeOffset: Schema.optional(Schema.Number),
   /** Where the bytes go (the checkpoint's key with the source); no checkpoints when absent. */
   destination: Schema.optional(Schema.String)
 }) {}
@@ -97,6 +102,9 @@ export const decodeReadOptions = (input: ReadOptionsInput = {}): Effect.Effect<R
     yield* inRange("retries", options.retries, 0, 1_000)
     yield* inRange("maxRetryDelayMs", options.maxRetryDelayMs, 0, 3_600_000)
     yield* inRange("stallTimeoutMs", options.stallTimeoutMs, 10, 3_600_000)
+    if (options.maxResumeOffset !== undefined) {
+      yield* inRange("maxResumeOffset", options.maxResumeOffset, 0, Number.MAX_SAFE_INTEGER)
+    }
     if (options.rate !== undefined) yield* inRange("rate", options.rate, 1, 64 * GiB, (n) => `${formatSize(n)}/s`)
     return options
   })

@@ -38,10 +38,23 @@ export interface ReadSession {
   readonly stream: Stream.Stream<Uint8Array, ReadError>
 }
 
+/** What a consumer asks the reader to do at points of a read. */
+export interface ReadHooks {
+  /**
+   * Runs before each checkpoint is saved: a consumer that writes to a file flushes it to disk
+   * here (`--durable`), so a checkpoint never vouches for bytes a power cut could lose.
+   */
+  readonly beforeCheckpoint?: Effect.Effect<void>
+}
+
 /** Reads byte sources as streams. */
 export interface StreamingReaderShape {
   /** Opens a read: validates options, opens the source, finds the checkpoint to resume from. */
-  readonly open: (source: SourceInput, options?: ReadOptionsInput) => Effect.Effect<ReadSession, ReadError, Scope.Scope>
+  readonly open: (
+    source: SourceInput,
+    options?: ReadOptionsInput,
+    hooks?: ReadHooks
+  ) => Effect.Effect<ReadSession, ReadError, Scope.Scope>
   /** The source's bytes as one stream; the source is released when the stream ends, fails or is interrupted. */
   readonly read: (source: SourceInput, options?: ReadOptionsInput) => Stream.Stream<Uint8Array, ReadError>
 }

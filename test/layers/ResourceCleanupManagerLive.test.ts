@@ -1,7 +1,9 @@
-import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Exit, Fiber, HashSet, Logger, Metric, Option, Ref, Scope, TestClock } from "effect"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect, Exit, Fiber, HashSet, Layer, Logger, Metric, Option, Ref, Scope, SubscriptionRef, TestClock } from "effect"
 import type { Duration } from "effect"
 import * as ResourceCleanupManagerLive from "../../src/layers/ResourceCleanupManagerLive.js"
+import { BackpressureController } from "../../src/services/BackpressureController.js"
+import type { PressureLevel } from "../../src/services/BackpressureController.js"
 import { CleanupFailed, ResourceCleanupManager } from "../../src/services/ResourceCleanupManager.js"
 
 /** A log of which resources were released, in order. */
@@ -226,4 +228,35 @@ describe("ResourceCleanupManagerLive", () => {
         assert.isTrue(HashSet.size(HashSet.fromIterable(released)) === 50)
       }))
   })
+})
+
+describe("emergencyOnCriticalPressure", () => {
+  it.scoped("releases emergency resources when the pressure level turns critical, and only those", () =>
+    Effect.gen(function*() {
+      const level = yield* SubscriptionRef.make<PressureLevel>("none")
+      const pressure = Layer.succeed(BackpressureController, BackpressureController.of({
+        level,
+        trackStream: Effect.void,
+        reportConsumer: () => Effect.void,
+        refresh: SubscriptionRef.get(level)
+      }))
+      const context = yield* Layer.build(
+        ResourceCleanupManagerLive.emergencyOnCriticalPressure.pipe(
+          Layer.provideMerge(ResourceCleanupManagerLive.layer),
+          Layer.provide(pressure)
+        )
+      )
+      const log = yield* makeLog
+      const scope = yield* Scope.make()
+      yield* registerIn(scope, log, "buffers", 1, { emergency: true }).pipe(Effect.provide(context))
+      yield* registerIn(scope, log, "socket", 2).pipe(Effect.provide(context))
+      yield* SubscriptionRef.set(level, "high")
+      yield* TestClock.adjust("10 millis")
+      assert.deepStrictEqual(yield* Ref.get(log), [])
+      yield* SubscriptionRef.set(level, "critical")
+      yield* TestClock.adjust("10 millis")
+      assert.deepStrictEqual(yield* Ref.get(log), ["buffers"])
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* Ref.get(log), ["buffers", "socket"])
+    }))
 })
