@@ -8,11 +8,17 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Config, Effect, Layer } from "effect"
 import type { ConfigError } from "effect"
+import type { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
+import type { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
+import type { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
+import type { BackpressureController } from "../services/BackpressureController.js"
 import type { ByteSource } from "../services/ByteSource.js"
 import type { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { MemoryMonitor } from "../services/MemoryMonitor.js"
 import type { ReaderMetrics } from "../services/ReaderMetrics.js"
+import type { ResourceCleanupManager } from "../services/ResourceCleanupManager.js"
 import type { StreamingReader } from "../services/StreamingReader.js"
+import type { StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
 import { FixedChunkSizer, NoCheckpoints, NoPressure, NoRateLimit, NoRetries, UnboundedMemory } from "./Basic.js"
 import * as AdaptiveChunkSizerLive from "./AdaptiveChunkSizerLive.js"
 import * as AdaptiveMemoryManagerLive from "./AdaptiveMemoryManagerLive.js"
@@ -35,6 +41,17 @@ export const PlatformLive: Layer.Layer<NodeContext.NodeContext | HttpClient.Http
 
 /** What every stack offers its programs. */
 export type ReaderServices = StreamingReader | ReaderMetrics | MemoryMonitor | ByteSource
+
+/** Every part of the reader, as the test stack offers them for assertions. */
+export type ReaderParts =
+  | ReaderServices
+  | AdaptiveChunkSizer
+  | AdaptiveMemoryManager
+  | AdaptiveRateLimiter
+  | BackpressureController
+  | CheckpointStore
+  | StreamRecoveryManager
+  | ResourceCleanupManager
 
 /** The basic reader: fixed chunk size, no budget, no rate limit, no retries, no checkpoints. */
 export const BasicStack: Layer.Layer<ReaderServices, never, FileSystem.FileSystem | HttpClient.HttpClient> =
@@ -136,5 +153,5 @@ export const EnhancedStack = (
 export const TestStack = (
   sources: Layer.Layer<ByteSource>,
   options: EnhancedStackOptions = {}
-): Layer.Layer<ReaderServices | CheckpointStore, ConfigError.ConfigError> =>
+): Layer.Layer<ReaderParts, ConfigError.ConfigError> =>
   enhancedParts(options, sources, CheckpointStoreMemory.layer)

@@ -8,7 +8,12 @@ import { CheckpointStore } from "../../src/services/CheckpointStore.js"
 import { KiB } from "../../src/services/ReadOptions.js"
 import type { ReadOptionsInput } from "../../src/services/ReadOptions.js"
 import { StreamingReader } from "../../src/services/StreamingReader.js"
-import { concat, testBytes } from "../support/files.js"
+import { AdaptiveMemoryManager } from "../../src/services/AdaptiveMemoryManager.js"
+import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodePath from "node:path"
+import { concat, tempDir, testBytes, writeFile } from "../support/files.js"
 
 const { Change, Cut, Fail, Stall } = FaultInjectingSource.Fault
 
@@ -191,4 +196,81 @@ describe("StreamingReader (enhanced)", () => {
       })),
     { fastCheck: { numRuns: 30 } }
   )
+
+  it.scoped("100 concurrent reads against slow consumers share one budget that is never exceeded", () =>
+    Effect.gen(function*() {
+      const bytes = testBytes(512 * KiB, 9)
+      const { sources } = yield* FaultInjectingSource.make(bytes, [])
+      const limit = 4 * 1024 * KiB
+      const context = yield* Layer.build(TestStack(Layer.succeed(ByteSource, sources), { memoryLimit: limit }))
+      const reader = Context.get(context, StreamingReader)
+      const memory = Context.get(context, AdaptiveMemoryManager)
+      const inUse: Array<number> = []
+      const reads = yield* Effect.fork(Effect.forEach(
+        Array.from({ length: 100 }, (_, i) => i),
+        (i) =>
+          reader.read(`${source}?copy=${i}`).pipe(
+            Stream.tap(() => Effect.zipRight(Effect.sleep("1 millis"), Effect.map(memory.inUse, (n) => inUse.push(n)))),
+            Stream.runCollect,
+            Effect.map(concat)
+          ),
+        { concurrency: "unbounded" }
+      ))
+      const results = yield* withTestClock(Fiber.join(reads))
+      assert.strictEqual(results.length, 100)
+      assert.isTrue(results.every((result) => result.equals(Buffer.from(bytes))))
+      assert.isAtMost(Math.max(...inUse), limit)
+      assert.isAbove(Math.max(...inUse), limit / 2, "the budget was contended")
+      assert.strictEqual(yield* memory.inUse, 0)
+    }))
+})
+
+describe("chunk ownership", () => {
+  const fileEnv = (path: string) =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(
+        TestStack(ByteSourceLive.layer.pipe(Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici))))
+      )
+      return { reader: Context.get(context, StreamingReader), path }
+    })
+
+  it.scoped("by default every chunk is the consumer's own: none is overwritten by later reads", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const bytes = testBytes(3 * 1024 * KiB, 12)
+      const { reader } = yield* fileEnv(writeFile(dir, "owned.bin", bytes))
+      const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(reader.read(NodePath.join(dir, "owned.bin"))))
+      let offset = 0
+      for (const chunk of chunks) {
+        assert.isTrue(Buffer.from(chunk).equals(Buffer.from(bytes.subarray(offset, offset + chunk.length))))
+        offset += chunk.length
+      }
+      assert.strictEqual(offset, bytes.length)
+      assert.strictEqual(new Set(chunks.map((chunk) => chunk.buffer)).size, chunks.length, "no buffer is shared")
+    }))
+
+  it.scoped("with reuseBuffers a chunk stays intact until the consumer pulls the next, and buffers are reused", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const bytes = testBytes(3 * 1024 * KiB, 13)
+      const { reader } = yield* fileEnv(writeFile(dir, "reused.bin", bytes))
+      const buffers = new Set<ArrayBufferLike>()
+      let offset = 0
+      let chunks = 0
+      yield* reader.read(NodePath.join(dir, "reused.bin"), { reuseBuffers: true }).pipe(
+        Stream.runForEach((chunk) =>
+          Effect.gen(function*() {
+            const copy = Buffer.from(chunk)
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 2)))
+            assert.isTrue(Buffer.from(chunk).equals(copy), "the read ahead did not write into the held chunk")
+            assert.isTrue(copy.equals(Buffer.from(bytes.subarray(offset, offset + chunk.length))))
+            offset += chunk.length
+            chunks++
+            buffers.add(chunk.buffer)
+          })
+        )
+      )
+      assert.strictEqual(offset, bytes.length)
+      assert.isAtMost(buffers.size, 3, `${chunks} chunks in at most 3 buffers`)
+    }))
 })
