@@ -2,7 +2,8 @@
  * The live `ReaderMetrics`: Effect `Metric`s labelled with the source, so an exporter sees
  * them and the CLI's summary reads the same values.
  */
-import { Effect, Layer, Metric, Option } from "effect"
+import { Effect, Layer, Metric, MetricState, Option } from "effect"
+import type { MetricLabel, MetricPair } from "effect"
 import type { ReadStats } from "../services/ReaderMetrics.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 
@@ -44,6 +45,52 @@ export const chunkSize = Metric.summary({
 const quantile = (values: ReadonlyArray<readonly [number, Option.Option<number>]>, q: number) =>
   Option.getOrElse(values.find(([at]) => at === q)?.[1] ?? Option.none(), () => 0)
 
+const escapeLabel = (value: string) => value.replace(/\\/g, "\\\\").replace(/"/g, "\\\"").replace(/\n/g, "\\n")
+
+const labels = (tags: ReadonlyArray<MetricLabel.MetricLabel>, extra: ReadonlyArray<readonly [string, string]> = []) => {
+  const all = [...tags.map((tag) => [tag.key, tag.value] as const), ...extra]
+  return all.length === 0 ? "" : `{${all.map(([key, value]) => `${key}="${escapeLabel(value)}"`).join(",")}}`
+}
+
+/** Formats a metrics snapshot in the Prometheus text exposition format (version 0.0.4). */
+export const toPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
+  const families = new Map<string, { type: string; help: string; lines: Array<string> }>()
+  const family = (name: string, type: string, help: Option.Option<string>) => {
+    let entry = families.get(name)
+    if (entry === undefined) {
+      entry = { type, help: Option.getOrElse(help, () => name), lines: [] }
+      families.set(name, entry)
+    }
+    return entry.lines
+  }
+  for (const { metricKey: key, metricState: state } of pairs) {
+    const name = key.name.replace(/[^a-zA-Z0-9_:]/g, "_")
+    if (MetricState.isCounterState(state)) {
+      family(name, "counter", key.description).push(`${name}${labels(key.tags)} ${state.count}`)
+    } else if (MetricState.isGaugeState(state)) {
+      family(name, "gauge", key.description).push(`${name}${labels(key.tags)} ${state.value}`)
+    } else if (MetricState.isSummaryState(state)) {
+      const lines = family(name, "summary", key.description)
+      for (const [q, value] of state.quantiles) {
+        if (Option.isSome(value)) lines.push(`${name}${labels(key.tags, [["quantile", String(q)]])} ${value.value}`)
+      }
+      lines.push(`${name}_sum${labels(key.tags)} ${state.sum}`, `${name}_count${labels(key.tags)} ${state.count}`)
+    } else if (MetricState.isHistogramState(state)) {
+      const lines = family(name, "histogram", key.description)
+      for (const [bound, count] of state.buckets) {
+        const le = Number.isFinite(bound) ? String(bound) : "+Inf"
+        lines.push(`${name}_bucket${labels(key.tags, [["le", le]])} ${count}`)
+      }
+      lines.push(`${name}_sum${labels(key.tags)} ${state.sum}`, `${name}_count${labels(key.tags)} ${state.count}`)
+    } else if (MetricState.isFrequencyState(state)) {
+      const lines = family(name, "counter", key.description)
+      for (const [word, count] of state.occurrences) lines.push(`${name}${labels(key.tags, [["value", word]])} ${count}`)
+    }
+  }
+  return Array.from(families, ([name, { help, lines, type }]) =>
+    [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines].join("\n")).join("\n") + "\n"
+}
+
 /** Builds the metrics service; labelled metrics are made once per source. */
 export const make = Effect.sync(() => {
   const bySource = new Map<string, ReturnType<typeof labelled>>()
@@ -79,6 +126,7 @@ export const make = Effect.sync(() => {
     recovery: (source) => Metric.increment(of(source).recoveries),
     outcome: (source, ok) => Metric.increment(ok ? of(source).succeeded : of(source).failed),
     budgetInUse: (bytes) => Metric.set(budgetInUse, bytes),
+    prometheus: Effect.map(Metric.snapshot, toPrometheus),
     stats: Effect.fn("ReaderMetrics.stats")(function*(source: string) {
       const metrics = of(source)
       const latency = yield* Metric.value(metrics.latency)

@@ -124,7 +124,14 @@ export const make = Effect.gen(function*() {
       if (failedAttempts > 0) yield* metrics.recovery(source)
       attempt = { scope: attemptScope, cursor }
       return cursor
-    }).pipe(Effect.withSpan("StreamingReader.attempt"))
+    }).pipe((body) =>
+      // An attempt after a failure, or at a checkpoint, is a resume.
+      Effect.suspend(() =>
+        Effect.withSpan(body, failedAttempts > 0 || readPosition > 0 ? "StreamingReader.resume" : "StreamingReader.attempt", {
+          attributes: { source, offset: readPosition }
+        })
+      )
+    )
 
     const boundedPull = (cursor: SourceCursor, maxBytes: number, into: Uint8Array | undefined) =>
       cursor.pull(maxBytes, into).pipe(

@@ -5,9 +5,11 @@
  */
 import { Args, HelpDoc, Options, ValidationError } from "@effect/cli"
 import type { Command } from "@effect/cli"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Logger, LogLevel, Option } from "effect"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { MultiBar, Presets } from "cli-progress"
+import { ReaderMetrics } from "../services/ReaderMetrics.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { formatSize, parseSize } from "../services/ReadOptions.js"
 import type { CopyError, CopyProgress, CopySummary } from "./copy.js"
@@ -127,6 +129,14 @@ export const readConfig = {
   ),
   json: Options.boolean("json").pipe(Options.withDescription("print one JSON summary line per source on stdout")),
   quiet: Options.boolean("quiet").pipe(Options.withDescription("no progress bar")),
+  metrics: Options.text("metrics").pipe(
+    Options.withDescription("write every metric in the Prometheus text format to this file at the end"),
+    Options.optional
+  ),
+  logLevel: Options.choice("log-level", ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"]).pipe(
+    Options.withDefault("warning"),
+    Options.withDescription("the lowest level of log lines printed on stderr (default warning)")
+  ),
   sources: Args.text({ name: "source" }).pipe(Args.atLeast(1))
 }
 
@@ -220,8 +230,36 @@ export const runRead = (command: ReadCommand) =>
         ),
       { concurrency: Math.max(1, command.concurrency) }
     ).pipe(Effect.ensuring(Effect.sync(() => bars?.stop())))
-    return Math.max(ExitCode.Done, ...results)
-  })
+    const written = yield* Option.match(command.metrics, {
+      onNone: () => Effect.succeed(true),
+      onSome: (path) => writeMetrics(path)
+    })
+    return Math.max(written ? ExitCode.Done : ExitCode.ReadFailed, ...results)
+  }).pipe(Logger.withMinimumLogLevel(LogLevel.fromLiteral(logLevelLiterals[command.logLevel])))
+
+const logLevelLiterals = {
+  all: "All",
+  trace: "Trace",
+  debug: "Debug",
+  info: "Info",
+  warning: "Warning",
+  error: "Error",
+  fatal: "Fatal",
+  none: "None"
+} as const
+
+/** Writes the metrics snapshot to `path`; prints one line and returns false when it cannot. */
+const writeMetrics = (path: string) =>
+  Effect.flatMap(ReaderMetrics, (metrics) => metrics.prometheus).pipe(
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: () => NodeFs.writeFileSync(path, text),
+        catch: (error) => (error instanceof Error ? error.message : String(error))
+      })
+    ),
+    Effect.as(true),
+    Effect.catchAll((reason) => Effect.as(Console.error(`streaming-reader: cannot write metrics to ${path}: ${reason}`), false))
+  )
 
 const planOutputs = (command: ReadCommand) =>
   Effect.sync((): ReadonlyArray<{ readonly source: string; readonly out: string }> | string => {

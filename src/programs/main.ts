@@ -8,6 +8,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Layer } from "effect"
 import { EnhancedStack, PlatformLive } from "../layers/Stacks.js"
 import { ExitCode, readConfig, runRead } from "./cli.js"
+import { demoConfig, runDemo } from "./demo.js"
 
 const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
@@ -23,11 +24,25 @@ const read = Command.make("read", readConfig, (command) =>
     Effect.flatMap(setExitCode)
   )).pipe(Command.withDescription("copy one or more sources (file path or http(s) URL) to files, resumably"))
 
-const root = Command.make("streaming-reader", {}, () =>
-  Console.log("usage: streaming-reader read <source>... (--out <file> | --out-dir <dir>) [options]; --help for more")
-).pipe(
+const demoWith = (size?: number) =>
+  runDemo(size === undefined ? {} : { size }).pipe(
+    Effect.provide(EnhancedStack()),
+    Effect.catchAll((error) =>
+      Effect.zipRight(
+        Console.error(`streaming-reader: ${error._tag === "CheckpointStoreError" ? error.message : String(error)}`),
+        Effect.succeed(ExitCode.ReadFailed)
+      )
+    ),
+    Effect.flatMap(setExitCode)
+  )
+
+const demo = Command.make("demo", demoConfig, ({ size }) => demoWith(size)).pipe(
+  Command.withDescription("serve a generated object with faults, copy it, interrupt and resume, report (npm start)")
+)
+
+const root = Command.make("streaming-reader", {}, () => demoWith()).pipe(
   Command.withDescription("read large files and HTTP(S) objects as streams: bounded memory, resumable copies"),
-  Command.withSubcommands([read])
+  Command.withSubcommands([read, demo])
 )
 
 const cli = Command.run(root, { name: "streaming-reader", version: "0.1.0" })

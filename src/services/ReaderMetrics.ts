@@ -32,6 +32,8 @@ export interface ReaderMetricsShape {
   readonly budgetInUse: (bytes: number) => Effect.Effect<void>
   /** The figures of one source's reads so far. */
   readonly stats: (source: string) => Effect.Effect<ReadStats>
+  /** Every metric of the process in the Prometheus text exposition format. */
+  readonly prometheus: Effect.Effect<string>
 }
 
 /** Records and reports read metrics. */

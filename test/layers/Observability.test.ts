@@ -1,0 +1,54 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Fiber, Layer, Option, Stream, TestClock, Tracer } from "effect"
+import * as FaultInjectingSource from "../../src/layers/FaultInjectingSource.js"
+import { TestStack } from "../../src/layers/Stacks.js"
+import { ByteSource } from "../../src/services/ByteSource.js"
+import { ReaderMetrics } from "../../src/services/ReaderMetrics.js"
+import { KiB } from "../../src/services/ReadOptions.js"
+import { StreamingReader } from "../../src/services/StreamingReader.js"
+import { testBytes } from "../support/files.js"
+
+/** Wraps the current tracer so every span name is recorded. */
+const recordingSpans = <A, E, R>(names: Array<string>, effect: Effect.Effect<A, E, R>) =>
+  Effect.tracerWith((tracer) =>
+    Effect.withTracer(
+      effect,
+      Tracer.make({
+        span: (name, ...rest) => {
+          names.push(name)
+          return tracer.span(name, ...rest)
+        },
+        context: (f, fiber) => tracer.context(f, fiber)
+      })
+    )
+  )
+
+describe("observability", () => {
+  it.scoped("spans around open, attempt, checkpoint and resume, and metrics in the Prometheus format", () =>
+    Effect.gen(function*() {
+      const source = "https://objects.test/observed.bin"
+      const bytes = testBytes(512 * KiB, 51)
+      const { sources } = yield* FaultInjectingSource.make(bytes, [FaultInjectingSource.Fault.Cut({ at: 200_000 })])
+      const context = yield* Layer.build(TestStack(Layer.succeed(ByteSource, sources)))
+      const reader = Context.get(context, StreamingReader)
+      const names: Array<string> = []
+      const read = yield* Effect.fork(recordingSpans(
+        names,
+        Stream.runDrain(reader.read(source, { destination: "/out/observed.bin", checkpointEvery: 2 }))
+      ))
+      for (let i = 0; i < 100 && Option.isNone(yield* Fiber.poll(read)); i++) yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(read)
+      for (const span of ["StreamingReader.open", "StreamingReader.attempt", "StreamingReader.checkpoint", "StreamingReader.resume"]) {
+        assert.include(names, span)
+      }
+      const text = yield* Context.get(context, ReaderMetrics).prometheus
+      const label = `{source="${source}"}`
+      assert.include(text, "# TYPE streaming_reader_bytes_total counter")
+      assert.include(text, `streaming_reader_bytes_total${label} ${bytes.length}`)
+      assert.include(text, `streaming_reader_retries_total${label} 1`)
+      assert.include(text, `streaming_reader_recoveries_total${label} 1`)
+      assert.include(text, `streaming_reader_streams_succeeded_total${label} 1`)
+      assert.include(text, "# TYPE streaming_reader_chunk_latency_ms summary")
+      assert.match(text, /streaming_reader_chunk_latency_ms\{source="[^"]+",quantile="0.95"\} [\d.]+/)
+    }))
+})
