@@ -11,7 +11,7 @@ import { BasicStack } from "../../src/layers/Stacks.js"
 import { ByteSource, SourceSpec } from "../../src/services/ByteSource.js"
 import { KiB } from "../../src/services/ReadOptions.js"
 import { StreamingReader } from "../../src/services/StreamingReader.js"
-import { concat, openFds, tempDir, testBytes, writeFile } from "../support/files.js"
+import { concat, fdsOn, tempDir, testBytes, writeFile } from "../support/files.js"
 
 const TestEnv = BasicStack.pipe(Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici)))
 
@@ -33,10 +33,9 @@ layer(TestEnv)("StreamingReader (basic)", (it) => {
       const dir = yield* tempDir
       const bytes = testBytes(1024 * KiB + 3, 7)
       const path = writeFile(dir, "data.bin", bytes)
-      const before = openFds()
       const chunks = yield* Stream.runCollect(reader.read(path))
       assert.isTrue(concat(chunks).equals(Buffer.from(bytes)))
-      assert.strictEqual(openFds(), before)
+      assert.strictEqual(fdsOn(path), 0)
     }))
 
   it.scoped("closes the file when the consumer stops early (interruption)", () =>
@@ -44,10 +43,9 @@ layer(TestEnv)("StreamingReader (basic)", (it) => {
       const reader = yield* StreamingReader
       const dir = yield* tempDir
       const path = writeFile(dir, "data.bin", testBytes(512 * KiB))
-      const before = openFds()
       const taken = yield* reader.read(path, { chunkSize: 32 * KiB }).pipe(Stream.take(2), Stream.runCollect)
       assert.strictEqual(taken.length, 2)
-      assert.strictEqual(openFds(), before)
+      assert.strictEqual(fdsOn(path), 0)
       const firstChunk = yield* Deferred.make<void>()
       const fiber = yield* reader.read(path, { chunkSize: 32 * KiB }).pipe(
         Stream.tap(() => Effect.zipRight(Deferred.succeed(firstChunk, undefined), Effect.never)),
@@ -55,9 +53,9 @@ layer(TestEnv)("StreamingReader (basic)", (it) => {
         Effect.fork
       )
       yield* Deferred.await(firstChunk)
-      assert.isTrue(openFds() > before)
+      assert.strictEqual(fdsOn(path), 1)
       yield* Fiber.interrupt(fiber)
-      assert.strictEqual(openFds(), before)
+      assert.strictEqual(fdsOn(path), 0)
     }))
 
   it.scoped("fails with a typed error and closes the file when the source ends early", () =>
@@ -65,7 +63,6 @@ layer(TestEnv)("StreamingReader (basic)", (it) => {
       const reader = yield* StreamingReader
       const dir = yield* tempDir
       const path = writeFile(dir, "shrinks.bin", testBytes(256 * KiB))
-      const before = openFds()
       const error = yield* reader.read(path, { chunkSize: 32 * KiB }).pipe(
         Stream.tap(() => Effect.sync(() => NodeFs.truncateSync(path, 64 * KiB))),
         Stream.runDrain,
@@ -73,7 +70,7 @@ layer(TestEnv)("StreamingReader (basic)", (it) => {
       )
       assert.strictEqual(error._tag, "TransientReadError")
       assert.include(error.message, "ended early")
-      assert.strictEqual(openFds(), before)
+      assert.strictEqual(fdsOn(path), 0)
     }))
 
   it.effect("reads a Node Readable in order", () =>

@@ -32,8 +32,27 @@ export const writeFile = (dir: string, name: string, bytes: Uint8Array) => {
   return path
 }
 
-/** Open file descriptors of this process (Linux). */
-export const openFds = () => NodeFs.readdirSync("/proc/self/fd").length
+/** How many of this process's file descriptors are open on `path` (Linux). */
+export const fdsOn = (path: string) => {
+  const target = NodeFs.realpathSync(path)
+  let count = 0
+  for (const fd of NodeFs.readdirSync("/proc/self/fd")) {
+    try {
+      if (NodeFs.readlinkSync(`/proc/self/fd/${fd}`) === target) count++
+    } catch {
+      // closed while we looked
+    }
+  }
+  return count
+}
+
+/** The number of fds open on `path` once it is 0, or whatever it is after `timeoutMs` (release is async). */
+export const fdsClosedOn = (path: string, timeoutMs = 2_000) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + timeoutMs
+    while (fdsOn(path) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    return fdsOn(path)
+  })
 
 /** Concatenates chunks into one array. */
 export const concat = (chunks: Iterable<Uint8Array>) => Buffer.concat(Array.from(chunks, (c) => Buffer.from(c)))
