@@ -81,7 +81,8 @@ export const make = (
             if ((yield* SubscriptionRef.get(controller.level)) === "critical") size = min
             return size
           }),
-          observe: Effect.fn("ChunkSizing.observe")(function*(observation: ChunkObservation) {
+          // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
+          observe: Effect.fnUntraced(function*(observation: ChunkObservation) {
             const pressure = yield* SubscriptionRef.get(controller.level)
             size = nextSize({ size, min, max }, observation, pressure, targetLatencyMs)
           })

@@ -61,7 +61,8 @@ export const make = (options: AdaptiveMemoryManagerOptions = {}): Effect.Effect<
       }
     }
 
-    const reserve = Effect.fn("AdaptiveMemoryManager.reserve")(function*(asked: number) {
+    // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
+    const reserve = Effect.fnUntraced(function*(asked: number) {
       const bytes = asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
       return yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {

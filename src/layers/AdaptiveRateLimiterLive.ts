@@ -74,7 +74,8 @@ export const make = (
       const buckets = [own, global].filter((bucket): bucket is Bucket => bucket !== undefined)
 
       const limiter: StreamRateLimiter = {
-        take: Effect.fn("StreamRateLimiter.take")(function*(bytes: number) {
+        // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
+        take: Effect.fnUntraced(function*(bytes: number) {
           if (buckets.length === 0 || !(bytes > 0)) return
           const factor = pressureFactor(yield* SubscriptionRef.get(controller.level))
           yield* Effect.uninterruptibleMask((restore) =>

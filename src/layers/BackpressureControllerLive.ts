@@ -137,7 +137,8 @@ export const make = (
     return BackpressureController.of({
       level,
       trackStream,
-      reportConsumer: Effect.fn("BackpressureController.reportConsumer")(function*(observation: {
+      // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
+      reportConsumer: Effect.fnUntraced(function*(observation: {
         readonly readMs: number
         readonly waitMs: number
       }) {
