@@ -61,14 +61,13 @@ export const make = (options: AdaptiveMemoryManagerOptions = {}): Effect.Effect<
       }
     }
 
-    // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
-    const reserve = Effect.fnUntraced(function*(asked: number) {
-      const bytes = asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
-      return yield* Effect.uninterruptibleMask((restore) =>
+    /** Waits in the queue for `bytes`; the budget is checked and the waiter enqueued in one step. */
+    const waitFor = (bytes: number) =>
+      Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const deferred = yield* Deferred.make<void>()
           // No yield between the check and the enqueue: a release in between would otherwise be missed.
-          if (bytes === 0 || (queue.length === 0 && inUse + bytes <= limit)) {
+          if (queue.length === 0 && inUse + bytes <= limit) {
             inUse += bytes
             return reservation(bytes)
           }
@@ -90,7 +89,17 @@ export const make = (options: AdaptiveMemoryManagerOptions = {}): Effect.Effect<
           return reservation(bytes)
         })
       )
-    })
+
+    // Runs once per chunk: the common case (the budget has room, nobody waits) is one synchronous step.
+    const reserve = (asked: number): Effect.Effect<MemoryReservation> =>
+      Effect.suspend(() => {
+        const bytes = asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
+        if (bytes === 0 || (queue.length === 0 && inUse + bytes <= limit)) {
+          inUse += bytes
+          return Effect.succeed(reservation(bytes))
+        }
+        return waitFor(bytes)
+      })
 
     return AdaptiveMemoryManager.of({
       limit,

@@ -75,8 +75,8 @@ export const make = (
 
       const limiter: StreamRateLimiter = {
         // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
-        take: Effect.fnUntraced(function*(bytes: number) {
-          if (buckets.length === 0 || !(bytes > 0)) return
+        take: buckets.length === 0 ? () => Effect.void : Effect.fnUntraced(function*(bytes: number) {
+          if (!(bytes > 0)) return
           const factor = pressureFactor(yield* SubscriptionRef.get(controller.level))
           yield* Effect.uninterruptibleMask((restore) =>
             Effect.gen(function*() {

@@ -28,6 +28,13 @@ const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 const empty = new Uint8Array(0)
 
 /**
+ * A consumer that takes at least this long (ms) with a chunk gets the next one read meanwhile
+ * (writing chunk n while chunk n+1 is read). A faster consumer, draining or folding, gains
+ * nothing from it, so the fiber a read ahead costs is not spent.
+ */
+export const readAheadAfterMs = 0.05
+
+/**
  * The order a read's resources are released in when it ends: stop reading ahead, close the
  * connection, give back the chunk and buffers, then save the checkpoint of what the consumer
  * acknowledged (which must not race a read still under way).
@@ -90,6 +97,8 @@ export const make = Effect.gen(function*() {
     let failedAttempts = 0
     let finished = false
     let lastEmittedAt: number | undefined
+    /** How long the consumer took with its last chunk. */
+    let consumerMs = 0
     /** The chunk the consumer holds: released (its bytes and buffer) when it pulls again. */
     let held: ReadChunk | undefined
     /** The next chunk, read while the consumer handles the one it holds. */
@@ -233,7 +242,8 @@ export const make = Effect.gen(function*() {
       const pulledAt = yield* nowMs
       acknowledged = emitted
       if (held !== undefined) {
-        yield* pressure.reportConsumer({ readMs: held.readMs, waitMs: pulledAt - (lastEmittedAt ?? pulledAt) })
+        consumerMs = pulledAt - (lastEmittedAt ?? pulledAt)
+        yield* pressure.reportConsumer({ readMs: held.readMs, waitMs: consumerMs })
         yield* release(held)
         held = undefined
       }
@@ -255,7 +265,7 @@ export const make = Effect.gen(function*() {
       held = next.value
       emitted += held.bytes.length
       chunksSinceCheckpoint++
-      readAhead = yield* Effect.forkIn(readChunk, scope)
+      if (consumerMs >= readAheadAfterMs) readAhead = yield* Effect.forkIn(readChunk, scope)
       lastEmittedAt = yield* nowMs
       return Option.some(held.bytes)
     })
