@@ -65,7 +65,6 @@ const CheckpointFromRow = Schema.transform(CheckpointRow, Checkpoint, {
   })
 })
 
-const encodeRow = Schema.encode(CheckpointFromRow)
 const decodeRow = Schema.decodeUnknown(CheckpointFromRow)
 
 /** The most useful line of a failure: the driver's own message (e.g. "database is locked") when there is one. */
@@ -132,17 +131,17 @@ export const make = (
     const sql = yield* openClient(filename)
     yield* prepare(sql, filename)
 
-    const save = Effect.fn("CheckpointStore.save")(function*(checkpoint: Checkpoint) {
-      const row = yield* encodeRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint")))
-      yield* sql.unsafe(upsertSql, [
-        row.source,
-        row.destination,
-        row.byte_offset,
-        row.identity,
-        row.chunk_size,
-        row.updated_at
-      ]).pipe(Effect.mapError(storeError("save checkpoint")))
-    })
+    // Runs every few chunks: the row is built by hand (the types already hold) and the span is
+    // the reader's own `StreamingReader.checkpoint`.
+    const save = (checkpoint: Checkpoint) =>
+      sql.unsafe(upsertSql, [
+        checkpoint.key.source,
+        checkpoint.key.destination,
+        checkpoint.offset,
+        JSON.stringify(checkpoint.identity),
+        checkpoint.chunkSize,
+        checkpoint.updatedAt
+      ]).raw.pipe(Effect.asVoid, Effect.mapError(storeError("save checkpoint")))
 
     const load = Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
       const rows = yield* sql`SELECT source, destination, byte_offset, identity, chunk_size, updated_at
