@@ -136,7 +136,7 @@ const enhancedParts = <E1, R1, E2, R2>(
 export const EnhancedStack = (
   options: EnhancedStackOptions = {}
 ): Layer.Layer<
-  ReaderServices,
+  ReaderParts,
   CheckpointStoreError | ConfigError.ConfigError,
   FileSystem.FileSystem | HttpClient.HttpClient
 > =>

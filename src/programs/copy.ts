@@ -45,8 +45,8 @@ export interface CopyProgress {
   readonly stop: () => void
 }
 
-/** How to copy. */
-export interface CopyRequest {
+/** How to copy; `E` is what the `beforeWrite` guard may fail with. */
+export interface CopyRequest<E = never> {
   readonly source: string
   readonly out: string
   readonly options: ReadOptionsInput
@@ -56,6 +56,8 @@ export interface CopyRequest {
   /** Flush the output to disk (fsync) before each checkpoint and at the end. */
   readonly durable?: boolean
   readonly progress?: CopyProgress
+  /** Runs before each write to the output (truncation at open included); its failure stops the copy before the write. */
+  readonly beforeWrite?: Effect.Effect<void, E>
 }
 
 const errnoReason = (error: unknown) =>
@@ -122,7 +124,7 @@ const hashPrefix = (path: string, length: number, hash: ReturnType<typeof create
   })
 
 /** Copies one source into a file, resuming from its checkpoint; fails with a typed error. */
-export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest) {
+export const copyToFile = Effect.fn("copyToFile")(function*<E = never>(request: CopyRequest<E>) {
   const reader = yield* StreamingReader
   const metrics = yield* ReaderMetrics
   const monitor = yield* MemoryMonitor
@@ -136,6 +138,8 @@ export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest
     { ...request.options, destination: out, reuseBuffers: true, maxResumeOffset: existingSize(out) },
     request.durable === true ? { beforeCheckpoint: flush } : {}
   )
+  const guard = request.beforeWrite ?? Effect.void
+  yield* guard
   fd = yield* openOutput(out, session.startOffset)
   const output = fd
   const hash = request.hash ? createHash("sha256") : undefined
@@ -144,7 +148,7 @@ export const copyToFile = Effect.fn("copyToFile")(function*(request: CopyRequest
   let position = session.startOffset
   yield* session.stream.pipe(
     Stream.runForEach((bytes) =>
-      Effect.map(writeAt(output, bytes, position, out, () => hash?.update(bytes)), () => {
+      Effect.map(Effect.zipRight(guard, writeAt(output, bytes, position, out, () => hash?.update(bytes))), () => {
         position += bytes.length
         request.progress?.advance(bytes.length)
       })

@@ -1,0 +1,294 @@
+/**
+ * CheckpointStorePg: checkpoints in PostgreSQL (through `@effect/sql-pg`), next to the jobs table
+ * many workers share; the migrations here create both. `fenced(claim)` is the store one claimed
+ * job writes through: its saves and deletes land only while the job still carries the claim's epoch.
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import type { SqlClient } from "@effect/sql/SqlClient"
+import { PgClient } from "@effect/sql-pg"
+import { Config, Data, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import type { ConfigError, Scope } from "effect"
+import { SourceIdentity } from "../services/ByteSource.js"
+import { Checkpoint, CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
+import type { CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
+import type { Claim } from "../services/JobQueue.js"
+import { leaseLostReason } from "../services/JobQueue.js"
+
+/** The environment variable (through `Config`) that holds the database URL. */
+export const urlConfig: Config.Config<Redacted.Redacted> = Config.redacted("STREAMING_READER_POSTGRES_URL")
+
+/** How long opening a connection may take before the database counts as unreachable. */
+const connectTimeout = Duration.seconds(5)
+
+/** Serialises concurrent migrations from workers starting together (an arbitrary constant key). */
+const migrationLockKey = 727_001
+
+/** Schema versions, applied in order; `streaming_reader_schema.version` records how many have run. */
+const migrations: ReadonlyArray<string> = [
+  `CREATE TABLE checkpoints (
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    identity TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (source, destination)
+  );
+  CREATE INDEX checkpoints_destination ON checkpoints (destination);
+  CREATE TABLE jobs (
+    id BIGSERIAL PRIMARY KEY,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    owner TEXT,
+    epoch BIGINT NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at TIMESTAMPTZ,
+    available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_error TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+  );
+  CREATE INDEX jobs_claimable ON jobs (id) WHERE state IN ('queued', 'running')`
+]
+
+/** The database could not be opened or brought up to date. */
+export class PostgresUnavailable extends Data.TaggedError("PostgresUnavailable")<{
+  /** The URL with its password redacted. */
+  readonly database: string
+  readonly reason: string
+}> {}
+
+/** A `postgres://` URL with its password replaced by `***`, safe to print (also for text that is not a valid URL). */
+export const redactPostgresUrl = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password === "") return url
+    parsed.password = "***"
+    return parsed.href
+  } catch {
+    return url.replace(/(\/\/[^/:@]*:)[^@/]*@/, "$1***@")
+  }
+}
+
+/** Why `url` is not a PostgreSQL URL this program can use, if it is not. */
+const urlProblem = (url: string): string | undefined => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return "not a URL (expected postgres://user:password@host:port/database)"
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    return `unsupported scheme ${parsed.protocol} (expected postgres://user:password@host:port/database)`
+  }
+  if (parsed.hostname === "") return "no host in the URL (expected postgres://user:password@host:port/database)"
+  return undefined
+}
+
+/** The most useful line of a driver failure: the server's or the socket's own message. */
+export const reasonOf = (error: unknown): string => {
+  if (typeof error === "object" && error !== null) {
+    if ("_tag" in error && error._tag === "SqlError" && "cause" in error && error.cause !== undefined) {
+      return reasonOf(error.cause)
+    }
+    if (error instanceof AggregateError && error.errors.length > 0) return reasonOf(error.errors[0])
+    if ("message" in error && typeof error.message === "string" && error.message !== "") return error.message
+    if ("code" in error && typeof error.code === "string") return error.code
+  }
+  return String(error)
+}
+
+/** Applies the migrations not yet applied, one transaction, serialised across processes. */
+export const migrate = (sql: SqlClient, database: string): Effect.Effect<void, PostgresUnavailable> =>
+  sql.withTransaction(Effect.gen(function*() {
+    yield* sql.unsafe(`SELECT pg_advisory_xact_lock(${migrationLockKey})`)
+    yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS streaming_reader_schema (version INTEGER NOT NULL)`)
+    const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
+    const version = rows[0]?.version ?? 0
+    if (version > migrations.length) {
+      return yield* Effect.fail(`schema version ${version} is newer than this program supports (${migrations.length})`)
+    }
+    for (const migration of migrations.slice(version)) yield* sql.unsafe(migration)
+    if (rows.length === 0) yield* sql.unsafe(`INSERT INTO streaming_reader_schema (version) VALUES (${migrations.length})`)
+    else if (version < migrations.length) yield* sql.unsafe(`UPDATE streaming_reader_schema SET version = ${migrations.length}`)
+  })).pipe(
+    Effect.mapError((error) =>
+      new PostgresUnavailable({
+        database,
+        reason: typeof error === "string" ? error : `migration failed: ${reasonOf(error)}`
+      })
+    )
+  )
+
+/** Opens a connection pool on `url` and brings the schema up to date; a bad URL, an unreachable server or refused credentials fail with one clear reason. */
+export const connect = (
+  url: Redacted.Redacted | string
+): Effect.Effect<PgClient.PgClient, PostgresUnavailable, Scope.Scope> =>
+  Effect.gen(function*() {
+    const text = typeof url === "string" ? url : Redacted.value(url)
+    const database = text.trim() === "" ? "(empty URL)" : redactPostgresUrl(text)
+    const problem = urlProblem(text)
+    if (problem !== undefined) return yield* new PostgresUnavailable({ database, reason: problem })
+    const client = yield* PgClient.make({
+      url: Redacted.make(text),
+      connectTimeout,
+      applicationName: "streaming-reader"
+    }).pipe(
+      Effect.provide(Reactivity.layer),
+      Effect.mapError((error) => new PostgresUnavailable({ database, reason: reasonOf(error) }))
+    )
+    yield* migrate(client, database)
+    return client
+  })
+
+/** A 64-bit integer column: the driver gives it as text. */
+const Int8 = Schema.Union(Schema.Number, Schema.NumberFromString)
+
+/** One row of the `checkpoints` table, as stored. */
+const CheckpointRow = Schema.Struct({
+  source: Schema.String,
+  destination: Schema.String,
+  byte_offset: Int8,
+  identity: Schema.parseJson(SourceIdentity),
+  chunk_size: Schema.Number,
+  updated_at: Int8
+})
+
+/** A stored row as a `Checkpoint`, and back. */
+const CheckpointFromRow = Schema.transform(CheckpointRow, Checkpoint, {
+  strict: true,
+  decode: (row) => ({
+    key: { source: row.source, destination: row.destination },
+    offset: row.byte_offset,
+    identity: row.identity,
+    chunkSize: row.chunk_size,
+    updatedAt: row.updated_at
+  }),
+  encode: (checkpoint) => ({
+    source: checkpoint.key.source,
+    destination: checkpoint.key.destination,
+    byte_offset: checkpoint.offset,
+    identity: checkpoint.identity,
+    chunk_size: checkpoint.chunkSize,
+    updated_at: checkpoint.updatedAt
+  })
+})
+
+const encodeRow = Schema.encode(CheckpointFromRow)
+const decodeRow = Schema.decodeUnknown(CheckpointFromRow)
+
+const storeError = (operation: string) => (error: unknown) => new CheckpointStoreError({ operation, reason: reasonOf(error) })
+
+const upsertSet = `ON CONFLICT (source, destination) DO UPDATE SET
+    byte_offset = excluded.byte_offset, identity = excluded.identity,
+    chunk_size = excluded.chunk_size, updated_at = excluded.updated_at`
+
+/** A save: one upsert. */
+const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
+  VALUES ($1, $2, $3, $4, $5, $6) ${upsertSet}`
+
+/**
+ * A fenced save: the upsert happens only if the job still carries the claim's epoch, checked in
+ * the same statement under a share lock on the job's row, so a claim committing at the same time
+ * either waits for this save or makes it change nothing.
+ */
+const fencedUpsertSql = `WITH lease AS (
+    SELECT id FROM jobs WHERE id = $7 AND epoch = $8 AND state = 'running' FOR SHARE
+  )
+  INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
+  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::integer, $6::bigint FROM lease
+  ${upsertSet}
+  RETURNING 1 AS saved`
+
+/** A fenced delete: removes the checkpoint only while the lease holds; reports whether it held. */
+const fencedDeleteSql = `WITH lease AS (
+    SELECT id FROM jobs WHERE id = $3 AND epoch = $4 AND state = 'running' FOR SHARE
+  ), removed AS (
+    DELETE FROM checkpoints WHERE source = $1 AND destination = $2 AND EXISTS (SELECT 1 FROM lease)
+  )
+  SELECT count(*)::int AS held FROM lease`
+
+const loadWith = (sql: SqlClient) =>
+  Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
+    const rows = yield* sql.unsafe(
+      `SELECT source, destination, byte_offset, identity, chunk_size, updated_at
+        FROM checkpoints WHERE source = $1 AND destination = $2`,
+      [key.source, key.destination]
+    ).pipe(Effect.mapError(storeError("load checkpoint")))
+    if (rows.length === 0) return Option.none<Checkpoint>()
+    const checkpoint = yield* decodeRow(rows[0]).pipe(
+      Effect.mapError((error) =>
+        new CheckpointStoreError({ operation: "load checkpoint", reason: `stored checkpoint is invalid: ${error.message}` })
+      )
+    )
+    return Option.some(checkpoint)
+  })
+
+const rowParams = (checkpoint: Checkpoint) =>
+  Effect.map(
+    encodeRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint"))),
+    (row) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at]
+  )
+
+/** A checkpoint store on the database `sql` is connected to (its schema already migrated). */
+export const makeWith = (sql: SqlClient): CheckpointStoreShape =>
+  CheckpointStore.of({
+    save: Effect.fn("CheckpointStore.save")(function*(checkpoint: Checkpoint) {
+      const params = yield* rowParams(checkpoint)
+      yield* sql.unsafe(upsertSql, params).pipe(Effect.mapError(storeError("save checkpoint")))
+    }),
+    load: loadWith(sql),
+    delete: Effect.fn("CheckpointStore.delete")(function*(key: CheckpointKey) {
+      yield* sql.unsafe(`DELETE FROM checkpoints WHERE source = $1 AND destination = $2`, [key.source, key.destination])
+        .pipe(Effect.mapError(storeError("delete checkpoint")))
+    })
+  })
+
+/**
+ * The checkpoint store of one claim on `sql`: saves and deletes land only while the job carries
+ * the claim's epoch; otherwise they fail with `CheckpointStoreError` whose reason is
+ * `leaseLostReason(job id, epoch)` and change nothing.
+ */
+export const fencedWith = (sql: SqlClient, claim: Claim): CheckpointStoreShape => {
+  const jobId = claim.job.id
+  const epoch = claim.epoch
+  const lost = (operation: string) => new CheckpointStoreError({ operation, reason: leaseLostReason(jobId, epoch) })
+  return CheckpointStore.of({
+    save: Effect.fn("CheckpointStore.save")(function*(checkpoint: Checkpoint) {
+      const params = yield* rowParams(checkpoint)
+      const rows = yield* sql.unsafe(fencedUpsertSql, [...params, jobId, epoch]).pipe(
+        Effect.mapError(storeError("save checkpoint"))
+      )
+      if (rows.length === 0) return yield* lost("save checkpoint")
+    }),
+    load: loadWith(sql),
+    delete: Effect.fn("CheckpointStore.delete")(function*(key: CheckpointKey) {
+      const rows = yield* sql.unsafe<{ readonly held: number }>(fencedDeleteSql, [key.source, key.destination, jobId, epoch])
+        .pipe(Effect.mapError(storeError("delete checkpoint")))
+      if ((rows[0]?.held ?? 0) === 0) return yield* lost("delete checkpoint")
+    })
+  })
+}
+
+/** The fenced checkpoint store of one claim, on the `SqlClient` in context. */
+export const fenced = (claim: Claim): Effect.Effect<CheckpointStoreShape, never, PgClient.PgClient> =>
+  Effect.map(PgClient.PgClient, (sql) => fencedWith(sql, claim))
+
+/** A checkpoint store on the PostgreSQL database at `url`; the schema is created or brought up to date. */
+export const make = (
+  url: Redacted.Redacted | string
+): Effect.Effect<CheckpointStoreShape, CheckpointStoreError, Scope.Scope> =>
+  connect(url).pipe(
+    Effect.map(makeWith),
+    Effect.mapError((error) => new CheckpointStoreError({ operation: `open database ${error.database}`, reason: error.reason }))
+  )
+
+/** The PostgreSQL checkpoint store at `url`; building it fails with `CheckpointStoreError` when the database cannot be used. */
+export const layer = (url: Redacted.Redacted | string): Layer.Layer<CheckpointStore, CheckpointStoreError> =>
+  Layer.scoped(CheckpointStore, make(url))
+
+/** The PostgreSQL checkpoint store at the URL in `STREAMING_READER_POSTGRES_URL`. */
+export const layerConfig: Layer.Layer<CheckpointStore, CheckpointStoreError | ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(urlConfig, layer)
+)

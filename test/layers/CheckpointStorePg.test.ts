@@ -1,0 +1,258 @@
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { ConfigError, ConfigProvider, Context, Deferred, Effect, Layer, Option } from "effect"
+import * as CheckpointStorePg from "../../src/layers/CheckpointStorePg.js"
+import * as JobQueuePg from "../../src/layers/JobQueuePg.js"
+import { CheckpointStore, CheckpointStoreError } from "../../src/services/CheckpointStore.js"
+import type { Checkpoint } from "../../src/services/CheckpointStore.js"
+import { JobQueue, leaseLostReason } from "../../src/services/JobQueue.js"
+import type { Claim } from "../../src/services/JobQueue.js"
+import { freshDatabase, postgresUrl, rawClient, skipPostgres, wrongPasswordUrl } from "../support/postgres.js"
+import { checkpointStoreContract } from "./CheckpointStore.contract.js"
+
+/** The URL of this file's database. */
+class Database extends Context.Tag("test/Database")<Database, string>() {}
+
+const DatabaseLive = Layer.scoped(Database, freshDatabase)
+
+/** The queue, the plain store and a raw client on one fresh database. */
+const Env = Layer.unwrapEffect(Effect.map(Database, (url) =>
+  Layer.mergeAll(
+    JobQueuePg.layer(url, { lease: "30 seconds" }),
+    CheckpointStorePg.layer(url),
+    Layer.scoped(PgClient.PgClient, rawClient(url))
+  ))).pipe(Layer.provideMerge(DatabaseLive))
+
+const sample = (destination: string, offset: number): Checkpoint => ({
+  key: { source: "https://example.com/big.bin", destination },
+  offset,
+  identity: { size: 10 * 2 ** 30, etag: "\"e1\"" },
+  chunkSize: 64 * 1024,
+  updatedAt: 1_700_000_000_000
+})
+
+/** Lets the lease of `claim` run out now (the database's clock decides expiry). */
+const expire = (claim: Claim) =>
+  Effect.flatMap(PgClient.PgClient, (sql) =>
+    sql.unsafe(`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, [claim.job.id]))
+
+/** Enqueues a job for `destination` and claims it. */
+const claimNew = (destination: string, worker = "worker-a") =>
+  Effect.gen(function*() {
+    const queue = yield* JobQueue
+    yield* queue.enqueue("https://example.com/big.bin", destination)
+    return Option.getOrThrow(yield* queue.claim(worker))
+  })
+
+describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
+  checkpointStoreContract(
+    "CheckpointStorePg",
+    () => Layer.unwrapScoped(Effect.map(freshDatabase, (url) => CheckpointStorePg.layer(url)))
+  )
+
+  layer(Env)("fenced saves", (it) => {
+    it.effect("a fenced save lands while the claim holds, and is refused after a new claim", () =>
+      Effect.gen(function*() {
+        const queue = yield* JobQueue
+        const store = yield* CheckpointStore
+        const first = yield* claimNew("/out/fenced-1.bin")
+        const fenced = queue.checkpoints(first)
+        yield* fenced.save(sample("/out/fenced-1.bin", 1000))
+        assert.deepStrictEqual(yield* store.load(sample("/out/fenced-1.bin", 0).key), Option.some(sample("/out/fenced-1.bin", 1000)))
+
+        yield* expire(first)
+        const second = Option.getOrThrow(yield* queue.claim("worker-b"))
+        assert.strictEqual(second.job.id, first.job.id)
+        assert.strictEqual(second.epoch, first.epoch + 1)
+
+        const refused = yield* fenced.save(sample("/out/fenced-1.bin", 5000)).pipe(Effect.flip)
+        assert.instanceOf(refused, CheckpointStoreError)
+        assert.deepStrictEqual(
+          { operation: refused.operation, reason: refused.reason },
+          { operation: "save checkpoint", reason: leaseLostReason(first.job.id, first.epoch) }
+        )
+        assert.strictEqual(refused.reason, `lease lost: job ${first.job.id} epoch ${first.epoch}`)
+        assert.deepStrictEqual(
+          yield* store.load(sample("/out/fenced-1.bin", 0).key),
+          Option.some(sample("/out/fenced-1.bin", 1000)),
+          "the stale save changed nothing"
+        )
+
+        yield* queue.checkpoints(second).save(sample("/out/fenced-1.bin", 2000))
+        assert.deepStrictEqual(yield* store.load(sample("/out/fenced-1.bin", 0).key), Option.some(sample("/out/fenced-1.bin", 2000)))
+      }))
+
+    it.effect("a stale fenced delete is refused and keeps the checkpoint; the holder's delete removes it", () =>
+      Effect.gen(function*() {
+        const queue = yield* JobQueue
+        const first = yield* claimNew("/out/fenced-2.bin")
+        yield* queue.checkpoints(first).save(sample("/out/fenced-2.bin", 42))
+        yield* expire(first)
+        const second = Option.getOrThrow(yield* queue.claim("worker-b"))
+        const refused = yield* queue.checkpoints(first).delete(sample("/out/fenced-2.bin", 0).key).pipe(Effect.flip)
+        assert.instanceOf(refused, CheckpointStoreError)
+        assert.deepStrictEqual(
+          { operation: refused.operation, reason: refused.reason },
+          { operation: "delete checkpoint", reason: leaseLostReason(first.job.id, first.epoch) }
+        )
+        const fenced = queue.checkpoints(second)
+        assert.isTrue(Option.isSome(yield* fenced.load(sample("/out/fenced-2.bin", 0).key)))
+        yield* fenced.delete(sample("/out/fenced-2.bin", 0).key)
+        assert.isTrue(Option.isNone(yield* fenced.load(sample("/out/fenced-2.bin", 0).key)))
+        yield* fenced.delete(sample("/out/fenced-2.bin", 0).key)
+      }))
+
+    it.effect("fenced saves are refused once the job is completed or handed back", () =>
+      Effect.gen(function*() {
+        const queue = yield* JobQueue
+        const done = yield* claimNew("/out/fenced-3.bin")
+        yield* queue.complete(done)
+        const afterDone = yield* queue.checkpoints(done).save(sample("/out/fenced-3.bin", 1)).pipe(Effect.flip)
+        assert.strictEqual(afterDone.reason, leaseLostReason(done.job.id, done.epoch))
+
+        const released = yield* claimNew("/out/fenced-4.bin")
+        yield* queue.release(released)
+        const afterRelease = yield* queue.checkpoints(released).save(sample("/out/fenced-4.bin", 1)).pipe(Effect.flip)
+        assert.strictEqual(afterRelease.reason, leaseLostReason(released.job.id, released.epoch))
+        assert.isTrue(Option.isNone(yield* (yield* CheckpointStore).load(sample("/out/fenced-4.bin", 0).key)))
+        const again = Option.getOrThrow(yield* queue.claim("worker-b"))
+        assert.strictEqual(again.job.id, released.job.id)
+        yield* queue.complete(again)
+      }))
+
+    it.effect("stale saves racing a takeover never land after the new claimant's save", () =>
+      Effect.gen(function*() {
+        const queue = yield* JobQueue
+        const store = yield* CheckpointStore
+        for (let round = 0; round < 10; round++) {
+          const destination = `/out/fenced-race-${round}.bin`
+          const first = yield* claimNew(destination)
+          const stale = queue.checkpoints(first)
+          yield* expire(first)
+          // The stale worker keeps saving while another worker claims the job and saves at once.
+          const staleSaves = Effect.forEach(
+            Array.from({ length: 20 }, (_, i) => i + 1),
+            (i) => Effect.either(stale.save(sample(destination, i))),
+            { concurrency: 4 }
+          )
+          // A claim skips the job while a stale save holds its row: claim until it is taken.
+          const takeover = Effect.gen(function*() {
+            const second = Option.getOrThrow(
+              yield* queue.claim("worker-b").pipe(Effect.repeat({ until: Option.isSome, times: 1000 }))
+            )
+            yield* queue.checkpoints(second).save(sample(destination, 1_000_000))
+            return second
+          })
+          const [results, second] = yield* Effect.all([staleSaves, takeover], { concurrency: 2 })
+          assert.strictEqual(second.epoch, first.epoch + 1)
+          for (const result of results) {
+            if (result._tag === "Left") assert.strictEqual(result.left.reason, leaseLostReason(first.job.id, first.epoch))
+          }
+          assert.deepStrictEqual(
+            yield* store.load(sample(destination, 0).key),
+            Option.some(sample(destination, 1_000_000)),
+            `round ${round}: the new claimant's checkpoint stands`
+          )
+        }
+      }))
+
+    it.effect("a stale save waits for a takeover in progress and is refused once it commits", () =>
+      Effect.gen(function*() {
+        const queue = yield* JobQueue
+        const store = yield* CheckpointStore
+        const sql = yield* PgClient.PgClient
+        const destination = "/out/fenced-in-flight.bin"
+        const first = yield* claimNew(destination)
+        yield* queue.checkpoints(first).save(sample(destination, 10))
+        // Forked outside the transaction below, so that it runs on a connection of its own.
+        const go = yield* Deferred.make<void>()
+        const save = yield* Effect.fork(
+          Deferred.await(go).pipe(Effect.zipRight(Effect.either(queue.checkpoints(first).save(sample(destination, 20)))))
+        )
+        const stale = yield* sql.withTransaction(Effect.gen(function*() {
+          // Another worker's claim, not yet committed.
+          yield* sql.unsafe(`UPDATE jobs SET epoch = epoch + 1, owner = 'worker-b' WHERE id = $1`, [first.job.id])
+          yield* Deferred.succeed(go, undefined)
+          // Until the save either finishes or is seen waiting for the claim's row lock.
+          const waiting = sql.unsafe<{ readonly n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+          ).pipe(Effect.map((rows) => rows[0]!.n > 0))
+          yield* Effect.zipWith(waiting, save.poll, (locked, done) => locked || Option.isSome(done)).pipe(
+            Effect.repeat({ until: (stop) => stop })
+          )
+          assert.isTrue(Option.isNone(yield* save.poll), "the stale save waits for the claim's transaction")
+          return save
+        }))
+        const outcome = yield* stale.await.pipe(Effect.flatten)
+        assert.isTrue(outcome._tag === "Left" && outcome.left.reason === leaseLostReason(first.job.id, first.epoch))
+        assert.deepStrictEqual(yield* store.load(sample(destination, 0).key), Option.some(sample(destination, 10)))
+      }))
+
+    it.effect("the schema version is recorded, and building the store again migrates nothing twice", () =>
+      Effect.gen(function*() {
+        const url = yield* Database
+        yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url)))
+        yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url)))
+        const sql = yield* PgClient.PgClient
+        const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
+        assert.deepStrictEqual(rows.map((r) => r.version), [1])
+      }))
+
+    it.effect("a database from a newer schema version is refused", () =>
+      Effect.gen(function*() {
+        const url = yield* Database
+        const sql = yield* PgClient.PgClient
+        yield* sql.unsafe(`UPDATE streaming_reader_schema SET version = 99`)
+        const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url))).pipe(
+          Effect.flip,
+          Effect.ensuring(Effect.orDie(sql.unsafe(`UPDATE streaming_reader_schema SET version = 1`)))
+        )
+        assert.instanceOf(error, CheckpointStoreError)
+        assert.strictEqual(error.reason, "schema version 99 is newer than this program supports (1)")
+      }))
+  })
+
+  describe("opening", () => {
+    it.scoped("workers starting together migrate a fresh database once", () =>
+      Effect.gen(function*() {
+        const url = yield* freshDatabase
+        yield* Effect.all(Array.from({ length: 6 }, () => Layer.build(CheckpointStorePg.layer(url))), { concurrency: "unbounded" })
+        const sql = yield* rawClient(url)
+        const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
+        assert.deepStrictEqual(rows.map((r) => r.version), [1])
+      }))
+
+    it.effect("a wrong password fails the layer with CheckpointStoreError and never shows the password", () =>
+      Effect.gen(function*() {
+        const url = wrongPasswordUrl(postgresUrl!)
+        const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url))).pipe(Effect.flip)
+        assert.instanceOf(error, CheckpointStoreError)
+        assert.match(error.reason, /password authentication failed/)
+        assert.notInclude(error.message, "certainly-not-the-password")
+        assert.include(error.operation, "***@")
+      }))
+
+    it.effect("a URL that is not postgres:// fails with CheckpointStoreError", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer("mysql://u:secret@host/db"))).pipe(Effect.flip)
+        assert.strictEqual(error.reason, "unsupported scheme mysql: (expected postgres://user:password@host:port/database)")
+        assert.notInclude(error.message, "secret")
+      }))
+
+    it.scoped("layerConfig reads STREAMING_READER_POSTGRES_URL", () =>
+      Effect.gen(function*() {
+        const url = yield* freshDatabase
+        const context = yield* Layer.build(CheckpointStorePg.layerConfig).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["STREAMING_READER_POSTGRES_URL", url]])))
+        )
+        const store = Context.get(context, CheckpointStore)
+        yield* store.save(sample("/out/config.bin", 7))
+        assert.deepStrictEqual(yield* store.load(sample("/out/config.bin", 0).key), Option.some(sample("/out/config.bin", 7)))
+        const missing = yield* Layer.build(CheckpointStorePg.layerConfig).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+          Effect.flip
+        )
+        assert.isTrue(ConfigError.isConfigError(missing) && ConfigError.isMissingDataOnly(missing))
+      }))
+  })
+})

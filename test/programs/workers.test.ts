@@ -1,0 +1,417 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer, Option } from "effect"
+import type { Scope } from "effect"
+import { spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
+import * as JobQueuePg from "../../src/layers/JobQueuePg.js"
+import { JobQueue } from "../../src/services/JobQueue.js"
+import type { Job, JobQueueShape } from "../../src/services/JobQueue.js"
+import { KiB, MiB } from "../../src/services/ReadOptions.js"
+import { cliEntry, runCli } from "../support/cli.js"
+import { tempDir, testBytes, writeFile } from "../support/files.js"
+import { makeTestServer, unusedPort } from "../support/httpServer.js"
+import { freshDatabase, postgresUrl, skipPostgres, wrongPasswordUrl } from "../support/postgres.js"
+
+/** One job event a worker printed with `--json`. */
+interface WorkerEvent {
+  /** When the worker printed it (an ISO time). */
+  readonly at: string
+  /** When the test received the line (Date.now()). */
+  readonly receivedAt: number
+  readonly event: string
+  readonly job: number
+  readonly epoch: number
+  readonly worker: string
+  readonly [key: string]: unknown
+}
+
+/** A worker process started by a test. */
+interface WorkerProcess {
+  readonly name: string
+  readonly child: ChildProcess
+  readonly events: () => ReadonlyArray<WorkerEvent>
+  readonly stderr: () => string
+  /** Sends `signal` to the worker's process group. */
+  readonly signal: (signal: NodeJS.Signals) => void
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  readonly exited: Promise<number | NodeJS.Signals | null>
+}
+
+/**
+ * Starts `streaming-reader worker` in its own process group, printing JSON events; the process
+ * group is killed when the scope closes.
+ */
+const startWorker = (
+  url: string,
+  name: string,
+  extra: ReadonlyArray<string> = []
+): Effect.Effect<WorkerProcess, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(
+        process.execPath,
+        [cliEntry, "worker", "--postgres", url, "--name", name, "--json", "--poll-interval", "100ms", ...extra],
+        { detached: true, stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let stdout = ""
+      let stderr = ""
+      const received: Array<WorkerEvent> = []
+      child.stdout!.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString()
+        const lines = stdout.split("\n")
+        stdout = lines.pop()!
+        for (const line of lines) {
+          if (!line.startsWith("{")) continue
+          try {
+            received.push({ ...JSON.parse(line), receivedAt: Date.now() })
+          } catch {
+            // not an event (a log line)
+          }
+        }
+      })
+      child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      const exited = new Promise<number | NodeJS.Signals | null>((resolve) =>
+        child.on("exit", (code, signal) => resolve(code ?? signal))
+      )
+      const worker: WorkerProcess = {
+        name,
+        child,
+        events: () => received,
+        stderr: () => stderr,
+        signal: (signal) => {
+          try {
+            process.kill(-child.pid!, signal)
+          } catch {
+            // already gone
+          }
+        },
+        exited
+      }
+      return worker
+    }),
+    (worker) =>
+      Effect.promise(async () => {
+        worker.signal("SIGCONT")
+        worker.signal("SIGKILL")
+        await worker.exited
+      })
+  )
+
+/** Polls `check` (real time) every `everyMs` until it returns a value, failing after `timeoutMs`. */
+const waitFor = <A>(what: string, check: () => Promise<A | undefined> | A | undefined, timeoutMs = 20_000, everyMs = 20) =>
+  Effect.promise(async () => {
+    const start = Date.now()
+    for (;;) {
+      const value = await check()
+      if (value !== undefined) return value
+      if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+      await new Promise((resolve) => setTimeout(resolve, everyMs))
+    }
+  })
+
+/** The queue on a fresh database, for the test to enqueue jobs and read their rows. */
+class Queue extends Context.Tag("test/Queue")<Queue, { readonly url: string; readonly queue: JobQueueShape }>() {}
+
+const QueueLive = Layer.scoped(
+  Queue,
+  Effect.gen(function*() {
+    const url = yield* freshDatabase
+    const context = yield* Layer.build(JobQueuePg.layer(url))
+    return { url, queue: Context.get(context, JobQueue) }
+  })
+)
+
+/** Runs `f` with the queue of a fresh database. */
+const withQueue = <A, E>(f: (env: Context.Tag.Service<Queue>) => Effect.Effect<A, E, Scope.Scope>) =>
+  Effect.flatMap(Queue, f).pipe(Effect.provide(QueueLive))
+
+const jobsOf = (queue: JobQueueShape) => Effect.runPromise(queue.list)
+
+const sizeOf = (path: string) => {
+  try {
+    return NodeFs.statSync(path).size
+  } catch {
+    return 0
+  }
+}
+
+const sameBytes = (path: string, bytes: Uint8Array) => NodeFs.readFileSync(path).equals(Buffer.from(bytes))
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`
+
+describe.skipIf(skipPostgres)("workers sharing jobs through PostgreSQL (end to end)", () => {
+  it.scopedLive("three workers copy 30 faulty HTTP sources: byte-exact, each job completed exactly once", () =>
+    withQueue(({ queue, url }) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const sources = yield* Effect.forEach(Array.from({ length: 30 }, (_, i) => i), (i) =>
+          Effect.gen(function*() {
+            const bytes = testBytes(256 * KiB + i * 16 * KiB, 100 + i)
+            // Every connection drops part-way, and the first requests are refused with 503.
+            const server = yield* makeTestServer({ body: bytes, etag: `"o${i}"`, dropAfter: 96 * KiB + i * KiB })
+            server.failNext(1 + (i % 2), 503, { "Retry-After": "0" })
+            const destination = NodePath.join(dir, `object-${i}.bin`)
+            const job = yield* queue.enqueue(server.url(), destination)
+            return { bytes, destination, job }
+          }))
+        const startedAt = Date.now()
+        const workers = yield* Effect.forEach(["w1", "w2", "w3"], (name) =>
+          startWorker(url, name, ["--concurrency", "2", "--lease", "5s", "--checkpoint-every", "1"]))
+        yield* waitFor("every job done", async () => {
+          const jobs = await jobsOf(queue)
+          const failed = jobs.find((job) => job.state === "failed")
+          if (failed !== undefined) throw new Error(`job ${failed.id} failed: ${failed.lastError}`)
+          return jobs.every((job) => job.state === "done") ? jobs : undefined
+        }, 60_000, 50)
+        const elapsed = Date.now() - startedAt
+        for (const worker of workers) worker.signal("SIGTERM")
+        yield* Effect.promise(() => Promise.all(workers.map((w) => w.exited)))
+
+        for (const { bytes, destination, job } of sources) {
+          assert.isTrue(sameBytes(destination, bytes), `job ${job.id}: ${destination} is byte-exact`)
+        }
+        const done = workers.flatMap((w) => w.events().filter((e) => e.event === "done"))
+        const completions = new Map<number, number>()
+        for (const event of done) completions.set(event.job, (completions.get(event.job) ?? 0) + 1)
+        assert.deepStrictEqual(
+          [...completions.entries()].sort(([a], [b]) => a - b),
+          sources.map(({ job }) => [job.id, 1] as [number, number]),
+          "each job completed exactly once"
+        )
+        const byWorker = workers.map((w) => w.events().filter((e) => e.event === "done").length)
+        assert.isAtLeast(byWorker.filter((n) => n > 0).length, 2, "the jobs were shared")
+        const jobs = yield* queue.list
+        assert.isTrue(jobs.every((job: Job) => job.state === "done" && job.offset === null))
+        console.info(`30 faulty jobs, 3 workers × 2: ${seconds(elapsed)}; done per worker: ${byWorker.join(", ")}`)
+      })
+    ))
+
+  it.scopedLive("a worker killed mid-job (SIGKILL): another takes the job over within the lease, output byte-exact", () =>
+    withQueue(({ queue, url }) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const bytes = testBytes(8 * MiB, 7)
+        const server = yield* makeTestServer({ body: bytes, etag: "\"big\"" })
+        const destination = NodePath.join(dir, "big.bin")
+        const job = yield* queue.enqueue(server.url(), destination)
+        const lease = ["--lease", "2s", "--checkpoint-every", "1"]
+        const a = yield* startWorker(url, "A", [...lease, "--rate", "2MiB/s"])
+        yield* waitFor("A to claim the job", () => a.events().find((e) => e.event === "claimed"))
+        const b = yield* startWorker(url, "B", lease)
+        yield* waitFor("B to start", () => b.events().find((e) => e.event === "started"))
+        yield* waitFor("A to write 2 MiB", () => sizeOf(destination) >= 2 * MiB ? true : undefined)
+        const killedAt = Date.now()
+        a.signal("SIGKILL")
+        yield* Effect.promise(() => a.exited)
+        const taken = yield* waitFor("B to take the job over", async () => {
+          const row = await Effect.runPromise(queue.get(job.id))
+          return row.owner === "B" ? row : undefined
+        }, 10_000, 10)
+        const claimed = yield* waitFor("B's claim event", () => b.events().find((e) => e.event === "claimed"))
+        const takeoverMs = Date.parse(claimed.at) - killedAt
+        const done = yield* waitFor("B to finish", () => b.events().find((e) => e.event === "done"))
+        assert.deepInclude(yield* queue.get(job.id), { state: "done", owner: "B", epoch: 2 })
+        assert.strictEqual(taken.epoch, 2)
+        // The lease ends at most 2 s after the kill; then B's next poll (100 ms) claims it. Slack for a loaded machine.
+        assert.isAtMost(takeoverMs, 2_000 + 1_500, `taken over ${takeoverMs} ms after the kill: within the lease and a poll`)
+        assert.isTrue(sameBytes(destination, bytes))
+        assert.isAbove(done["resumedFrom"] as number, 0, "B resumed from A's checkpoint")
+        console.info(`takeover after SIGKILL: ${seconds(takeoverMs)} (lease 2 s), resumed from ${done["resumedFrom"]}`)
+      })
+    ))
+
+  it.scopedLive("a worker paused past its lease (SIGSTOP) writes nothing more once resumed: LeaseLost", () =>
+    withQueue(({ queue, url }) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const bytes = testBytes(4 * MiB, 9)
+        const server = yield* makeTestServer({ body: bytes, etag: "\"paused\"" })
+        const destination = NodePath.join(dir, "paused.bin")
+        const job = yield* queue.enqueue(server.url(), destination)
+        const lease = ["--lease", "2s", "--checkpoint-every", "1"]
+        // A writes one 64 KiB chunk every 250 ms, so it can be paused between two writes rather
+        // than with a write already handed to the kernel (which no check in A could take back).
+        const fixedChunks = ["--chunk-size", "64KiB", "--min-chunk", "64KiB", "--max-chunk", "64KiB"]
+        const a = yield* startWorker(url, "A", [...lease, ...fixedChunks, "--rate", "256KiB/s"])
+        yield* waitFor("A to claim the job", () => a.events().find((e) => e.event === "claimed"))
+        const b = yield* startWorker(url, "B", lease)
+        yield* waitFor("B to start", () => b.events().find((e) => e.event === "started"))
+        yield* waitFor("A to write 512 KiB", () => sizeOf(destination) >= 512 * KiB ? sizeOf(destination) : undefined)
+        const before = sizeOf(destination)
+        yield* waitFor("A's next write", () => sizeOf(destination) > before ? true : undefined, 5_000, 1)
+        yield* Effect.sleep("60 millis")
+        const stoppedAt = Date.now()
+        a.signal("SIGSTOP")
+        const taken = yield* waitFor("B to take the job over", async () => {
+          const row = await Effect.runPromise(queue.get(job.id))
+          return row.owner === "B" ? row : undefined
+        }, 10_000, 10)
+        const claimedByB = yield* waitFor("B's claim event", () => b.events().find((e) => e.event === "claimed"))
+        const takeoverMs = Date.parse(claimedByB.at) - stoppedAt
+        yield* waitFor("B to finish", () => b.events().find((e) => e.event === "done"))
+        assert.isTrue(sameBytes(destination, bytes))
+        const finished = NodeFs.statSync(destination)
+
+        a.signal("SIGCONT")
+        const lost = yield* waitFor(
+          "A to report the lost lease",
+          () => a.events().find((e) => e.event === "lease-lost"),
+          10_000
+        )
+        // Give a stale write every chance to land before looking.
+        yield* Effect.sleep("300 millis")
+        assert.deepInclude(lost, { job: job.id, epoch: 1, worker: "A" })
+        assert.isUndefined(a.events().find((e) => e.event === "done"), "A never completes the job")
+        const after = NodeFs.statSync(destination)
+        assert.strictEqual(after.size, bytes.length)
+        assert.strictEqual(after.mtimeMs, finished.mtimeMs, "A wrote nothing after it resumed")
+        assert.isTrue(sameBytes(destination, bytes))
+        const row = yield* queue.get(job.id)
+        assert.deepInclude(row, { state: "done", owner: "B", epoch: 2 })
+        assert.strictEqual(taken.epoch, 2)
+        console.info(`takeover after SIGSTOP: ${seconds(takeoverMs)} (lease 2 s); A stopped by: ${lost["by"]}`)
+      })
+    ))
+
+  it.scopedLive("enqueue, jobs, and SIGTERM: the job is handed back with its checkpoint and resumed by the next worker", () =>
+    withQueue(({ url }) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const small = testBytes(512 * KiB, 3)
+        const big = testBytes(6 * MiB, 4)
+        const smallPath = writeFile(dir, "small.bin", small)
+        const bigPath = writeFile(dir, "big.bin", big)
+        const outDir = NodePath.join(dir, "out")
+        const enqueued = yield* Effect.promise(() =>
+          runCli(["enqueue", smallPath, bigPath, "--out-dir", outDir, "--postgres", url])
+        )
+        assert.strictEqual(enqueued.code, 0, enqueued.stderr)
+        assert.deepStrictEqual(enqueued.stdout.trim().split("\n"), [
+          `job 1: ${smallPath} -> ${NodePath.join(outDir, "small.bin")}`,
+          `job 2: ${bigPath} -> ${NodePath.join(outDir, "big.bin")}`
+        ])
+        const listed = yield* Effect.promise(() => runCli(["jobs", "--postgres", url]))
+        assert.strictEqual(listed.code, 0, listed.stderr)
+        const lines = listed.stdout.trim().split("\n")
+        assert.match(lines[0]!, /^ID\s+STATE\s+OWNER\s+EPOCH\s+OFFSET\s+ATTEMPTS\s+SOURCE\s+LAST ERROR$/)
+        assert.match(lines[1]!, /^1\s+queued\s+-\s+0\s+-\s+0\s+/)
+        assert.strictEqual(lines.length, 3)
+
+        const a = yield* startWorker(url, "A", ["--rate", "2MiB/s", "--checkpoint-every", "1", "--concurrency", "1"])
+        const bigOut = NodePath.join(outDir, "big.bin")
+        yield* waitFor("A to be part-way through big.bin", () => sizeOf(bigOut) >= 1 * MiB ? true : undefined)
+        a.signal("SIGTERM")
+        const exit = yield* Effect.promise(() => a.exited)
+        assert.strictEqual(exit, 130)
+        assert.isDefined(a.events().find((e) => e.event === "released" && e.job === 2))
+        const handedBack = yield* Effect.promise(() => runCli(["jobs", "2", "--json", "--postgres", url]))
+        const row = JSON.parse(handedBack.stdout) as Job
+        assert.deepInclude(row, { state: "queued", owner: null, attempts: 0, epoch: 1 })
+        assert.isAbove(row.offset!, 0, "the checkpoint is kept")
+        assert.strictEqual(row.offset, sizeOf(bigOut), "the last checkpoint vouches for every byte written")
+
+        const b = yield* startWorker(url, "B")
+        yield* waitFor("B to finish big.bin", () => b.events().find((e) => e.event === "done" && e.job === 2))
+        assert.strictEqual(b.events().find((e) => e.event === "done")!["resumedFrom"], row.offset)
+        assert.isTrue(sameBytes(bigOut, big))
+        assert.isTrue(sameBytes(NodePath.join(outDir, "small.bin"), small))
+      })
+    ))
+
+  it.scopedLive("a job with bad input fails with its error; a source that keeps failing goes back to the queue", () =>
+    withQueue(({ queue, url }) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const server = yield* makeTestServer({ body: testBytes(64 * KiB, 5) })
+        server.failNext(1000, 503)
+        const missing = yield* queue.enqueue(NodePath.join(dir, "no-such-file.bin"), NodePath.join(dir, "out", "a.bin"))
+        const flaky = yield* queue.enqueue(server.url(), NodePath.join(dir, "out", "b.bin"))
+        const worker = yield* startWorker(url, "A", ["--retries", "1"])
+        const [failed, requeued] = yield* waitFor("both jobs to end their first attempt", async () => {
+          const [a, b] = await Promise.all([missing, flaky].map((job) => Effect.runPromise(queue.get(job.id))))
+          return a!.state === "failed" && b!.attempts >= 1 ? [a!, b!] as const : undefined
+        })
+        assert.deepInclude(failed, { state: "failed", attempts: 1, owner: "A" })
+        assert.match(failed.lastError!, /no-such-file\.bin/)
+        assert.strictEqual(requeued.lastError?.includes("503"), true, requeued.lastError ?? "no error")
+        assert.isAtLeast(requeued.attempts, 1)
+        const events = worker.events()
+        assert.isDefined(events.find((e) => e.event === "failed" && e.job === missing.id))
+        assert.isDefined(events.find((e) => e.event === "requeued" && e.job === flaky.id && e["attempts"] === 1))
+      })
+    ))
+
+  it.scopedLive("bad input: unreachable database, wrong password, bad URL, unknown job id: exit 2 and one line", () =>
+    withQueue(({ url }) =>
+      Effect.gen(function*() {
+        const port = yield* unusedPort
+        const cases: ReadonlyArray<readonly [ReadonlyArray<string>, RegExp]> = [
+          [["jobs", "--postgres", `postgres://reader:hunter2@127.0.0.1:${port}/jobs`], /ECONNREFUSED/],
+          [["worker", "--postgres", `postgres://reader:hunter2@127.0.0.1:${port}/jobs`], /ECONNREFUSED/],
+          [["enqueue", "/data/a.bin", "--out-dir", "/tmp", "--postgres", wrongPasswordUrl(url)], /password authentication failed/],
+          [["jobs", "--postgres", "mysql://reader:hunter2@db/jobs"], /unsupported scheme mysql:/],
+          [["jobs", "4242", "--postgres", url], /no job with id 4242/]
+        ]
+        const results = yield* Effect.forEach(cases, ([args]) => Effect.promise(() => runCli(args)), { concurrency: 5 })
+        results.forEach((result, i) => {
+          const [args, pattern] = cases[i]!
+          assert.strictEqual(result.code, 2, `${args.join(" ")}: ${result.stderr}`)
+          const lines = result.stderr.trim().split("\n")
+          assert.strictEqual(lines.length, 1, result.stderr)
+          assert.match(lines[0]!, /^streaming-reader: /)
+          assert.match(lines[0]!, pattern)
+          assert.notInclude(result.stderr, "hunter2")
+          assert.notInclude(result.stderr, "certainly-not-the-password")
+          assert.notInclude(result.stderr, new URL(postgresUrl!).password)
+        })
+      })
+    ))
+
+  it.scopedLive("throughput: the same jobs with one worker and with three (printed, not asserted)", () =>
+    withQueue(({ queue, url }) =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        // Sources capped at 1 MiB/s each, as remote objects whose bandwidth per connection is limited.
+        const count = 12
+        const size = 2 * MiB
+        const sources = yield* Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
+          Effect.gen(function*() {
+            const bytes = testBytes(size, 500 + i)
+            const server = yield* makeTestServer({ body: bytes, etag: `"t${i}"` })
+            return { bytes, url: server.url() }
+          }))
+        const run = (label: string, names: ReadonlyArray<string>) =>
+          Effect.gen(function*() {
+            const jobs = yield* Effect.forEach(sources, ({ url: source }, i) =>
+              queue.enqueue(source, NodePath.join(dir, label, `t-${i}.bin`)))
+            const startedAt = Date.now()
+            const workers = yield* Effect.forEach(names, (name) =>
+              startWorker(url, `${label}-${name}`, ["--concurrency", "2", "--rate", "1MiB/s"]))
+            yield* waitFor(`${label}: every job done`, async () => {
+              const rows = await jobsOf(queue)
+              return jobs.every((job) => rows.find((row) => row.id === job.id)?.state === "done") ? true : undefined
+            }, 60_000, 25)
+            const elapsed = Date.now() - startedAt
+            for (const worker of workers) worker.signal("SIGTERM")
+            yield* Effect.promise(() => Promise.all(workers.map((w) => w.exited)))
+            sources.forEach(({ bytes }, i) => assert.isTrue(sameBytes(NodePath.join(dir, label, `t-${i}.bin`), bytes)))
+            const events = workers.flatMap((w) => w.events())
+            const firstClaim = Math.min(...events.filter((e) => e.event === "claimed").map((e) => Date.parse(e.at)))
+            const lastDone = Math.max(...events.filter((e) => e.event === "done").map((e) => Date.parse(e.at)))
+            return { elapsed, working: lastDone - firstClaim }
+          })
+        const one = yield* run("one", ["w1"])
+        const three = yield* run("three", ["w1", "w2", "w3"])
+        const mbs = (ms: number) => ((count * size) / 1e6 / (ms / 1000)).toFixed(1)
+        console.info(
+          `throughput, ${count} × 2 MiB over HTTP capped at 1 MiB/s per source, 2 jobs per worker at once: ` +
+            `1 worker ${seconds(one.elapsed)} from start (${mbs(one.elapsed)} MB/s), ${seconds(one.working)} first claim to last done; ` +
+            `3 workers ${seconds(three.elapsed)} (${mbs(three.elapsed)} MB/s), ${seconds(three.working)}; ` +
+            `speed-up ×${(one.elapsed / three.elapsed).toFixed(2)} from start, ×${(one.working / three.working).toFixed(2)} working`
+        )
+        assert.isTrue(Option.isNone(yield* queue.claim("nobody")), "every job was taken")
+      })
+    ))
+})
