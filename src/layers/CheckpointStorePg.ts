@@ -6,13 +6,13 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
-import { Config, Data, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Config, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError, Scope } from "effect"
-import { SourceIdentity } from "../services/ByteSource.js"
 import { Checkpoint, CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
 import type { Claim } from "../services/JobQueue.js"
 import { leaseLostReason } from "../services/JobQueue.js"
+import { decodeCheckpointRow, encodeCheckpointRow } from "./CheckpointRows.js"
 
 /** The environment variable (through `Config`) that holds the database URL. */
 export const urlConfig: Config.Config<Redacted.Redacted> = Config.redacted("STREAMING_READER_POSTGRES_URL")
@@ -142,41 +142,6 @@ export const connect = (
     return client
   })
 
-/** A 64-bit integer column: the driver gives it as text. */
-const Int8 = Schema.Union(Schema.Number, Schema.NumberFromString)
-
-/** One row of the `checkpoints` table, as stored. */
-const CheckpointRow = Schema.Struct({
-  source: Schema.String,
-  destination: Schema.String,
-  byte_offset: Int8,
-  identity: Schema.parseJson(SourceIdentity),
-  chunk_size: Schema.Number,
-  updated_at: Int8
-})
-
-/** A stored row as a `Checkpoint`, and back. */
-const CheckpointFromRow = Schema.transform(CheckpointRow, Checkpoint, {
-  strict: true,
-  decode: (row) => ({
-    key: { source: row.source, destination: row.destination },
-    offset: row.byte_offset,
-    identity: row.identity,
-    chunkSize: row.chunk_size,
-    updatedAt: row.updated_at
-  }),
-  encode: (checkpoint) => ({
-    source: checkpoint.key.source,
-    destination: checkpoint.key.destination,
-    byte_offset: checkpoint.offset,
-    identity: checkpoint.identity,
-    chunk_size: checkpoint.chunkSize,
-    updated_at: checkpoint.updatedAt
-  })
-})
-
-const encodeRow = Schema.encode(CheckpointFromRow)
-const decodeRow = Schema.decodeUnknown(CheckpointFromRow)
 
 const storeError = (operation: string) => (error: unknown) => new CheckpointStoreError({ operation, reason: reasonOf(error) })
 
@@ -217,7 +182,7 @@ const loadWith = (sql: SqlClient) =>
       [key.source, key.destination]
     ).pipe(Effect.mapError(storeError("load checkpoint")))
     if (rows.length === 0) return Option.none<Checkpoint>()
-    const checkpoint = yield* decodeRow(rows[0]).pipe(
+    const checkpoint = yield* decodeCheckpointRow(rows[0]).pipe(
       Effect.mapError((error) =>
         new CheckpointStoreError({ operation: "load checkpoint", reason: `stored checkpoint is invalid: ${error.message}` })
       )
@@ -227,7 +192,7 @@ const loadWith = (sql: SqlClient) =>
 
 const rowParams = (checkpoint: Checkpoint) =>
   Effect.map(
-    encodeRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint"))),
+    encodeCheckpointRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint"))),
     (row) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at]
   )
 

@@ -4,13 +4,13 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname, resolve } from "node:path"
-import { SourceIdentity } from "../services/ByteSource.js"
 import { Checkpoint, CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
+import { decodeCheckpointRow } from "./CheckpointRows.js"
 
 /** How long a statement waits for another connection's lock before failing with "database is locked". */
 const busyTimeoutMs = 5_000
@@ -35,37 +35,6 @@ const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, id
     byte_offset = excluded.byte_offset, identity = excluded.identity,
     chunk_size = excluded.chunk_size, updated_at = excluded.updated_at`
 
-/** One row of the `checkpoints` table, as stored. */
-const CheckpointRow = Schema.Struct({
-  source: Schema.String,
-  destination: Schema.String,
-  byte_offset: Schema.Number,
-  identity: Schema.parseJson(SourceIdentity),
-  chunk_size: Schema.Number,
-  updated_at: Schema.Number
-})
-
-/** A stored row as a `Checkpoint`, and back. */
-const CheckpointFromRow = Schema.transform(CheckpointRow, Checkpoint, {
-  strict: true,
-  decode: (row) => ({
-    key: { source: row.source, destination: row.destination },
-    offset: row.byte_offset,
-    identity: row.identity,
-    chunkSize: row.chunk_size,
-    updatedAt: row.updated_at
-  }),
-  encode: (checkpoint) => ({
-    source: checkpoint.key.source,
-    destination: checkpoint.key.destination,
-    byte_offset: checkpoint.offset,
-    identity: checkpoint.identity,
-    chunk_size: checkpoint.chunkSize,
-    updated_at: checkpoint.updatedAt
-  })
-})
-
-const decodeRow = Schema.decodeUnknown(CheckpointFromRow)
 
 /** The most useful line of a failure: the driver's own message (e.g. "database is locked") when there is one. */
 const reasonOf = (error: unknown): string => {
@@ -149,7 +118,7 @@ export const make = (
         Effect.mapError(storeError("load checkpoint"))
       )
       if (rows.length === 0) return Option.none<Checkpoint>()
-      const checkpoint = yield* decodeRow(rows[0]).pipe(
+      const checkpoint = yield* decodeCheckpointRow(rows[0]).pipe(
         Effect.mapError((error) =>
           new CheckpointStoreError({ operation: "load checkpoint", reason: `stored checkpoint is invalid: ${error.message}` })
         )

@@ -183,6 +183,27 @@ export const makeProgress = (bars: MultiBar): CopyProgress => {
   }
 }
 
+/** The read options set by the flags `read` and `worker` share. */
+export const readOptionsOf = (flags: {
+  readonly chunkSize: number
+  readonly minChunk: number
+  readonly maxChunk: number
+  readonly memoryLimit: number
+  readonly checkpointEvery: number
+  readonly retries: number
+  readonly stallTimeout: number
+  readonly rate: Option.Option<number>
+}): ReadOptionsInput => ({
+  chunkSize: flags.chunkSize,
+  minChunk: flags.minChunk,
+  maxChunk: flags.maxChunk,
+  memoryLimit: flags.memoryLimit,
+  checkpointEvery: flags.checkpointEvery,
+  retries: flags.retries,
+  stallTimeoutMs: flags.stallTimeout,
+  ...Option.match(flags.rate, { onNone: () => ({}), onSome: (rate) => ({ rate }) })
+})
+
 /** Runs the `read` command; returns the exit code. */
 export const runRead = (command: ReadCommand) =>
   Effect.gen(function*() {
@@ -191,17 +212,7 @@ export const runRead = (command: ReadCommand) =>
       yield* Console.error(`streaming-reader: ${targets}`)
       return ExitCode.BadInput
     }
-    const options: ReadOptionsInput = {
-      chunkSize: command.chunkSize,
-      minChunk: command.minChunk,
-      maxChunk: command.maxChunk,
-      memoryLimit: command.memoryLimit,
-      checkpointEvery: command.checkpointEvery,
-      retries: command.retries,
-      stallTimeoutMs: command.stallTimeout,
-      restart: command.restart,
-      ...Option.match(command.rate, { onNone: () => ({}), onSome: (rate) => ({ rate }) })
-    }
+    const options: ReadOptionsInput = { ...readOptionsOf(command), restart: command.restart }
     const showProgress = process.stdout.isTTY === true && !command.json && !command.quiet
     const bars = showProgress
       ? new MultiBar({

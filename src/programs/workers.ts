@@ -18,7 +18,7 @@ import { JobQueue, LeaseLost, leaseLostReason } from "../services/JobQueue.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { formatSize } from "../services/ReadOptions.js"
 import { StreamingReader } from "../services/StreamingReader.js"
-import { errorLine, ExitCode, exitCodeFor, outputName, parseDurationMs, readConfig } from "./cli.js"
+import { errorLine, ExitCode, exitCodeFor, outputName, parseDurationMs, readConfig, readOptionsOf } from "./cli.js"
 import type { CopyError } from "./copy.js"
 import { copyToFile } from "./copy.js"
 
@@ -202,16 +202,7 @@ export const runWorker = (command: WorkerCommand) =>
     const worker = Option.getOrElse(command.name, () => `${NodeOs.hostname()}:${process.pid}`)
     const leaseMs = command.lease
     const marginMs = safetyMargin(leaseMs)
-    const options: ReadOptionsInput = {
-      chunkSize: command.chunkSize,
-      minChunk: command.minChunk,
-      maxChunk: command.maxChunk,
-      memoryLimit: command.memoryLimit,
-      checkpointEvery: command.checkpointEvery,
-      retries: command.retries,
-      stallTimeoutMs: command.stallTimeout,
-      ...Option.match(command.rate, { onNone: () => ({}), onSome: (rate) => ({ rate }) })
-    }
+    const options: ReadOptionsInput = readOptionsOf(command)
 
     const report = (event: WorkerEvent, line: string) =>
       Console.log(command.json ? JSON.stringify({ ...event, at: new Date().toISOString() }) : line)
