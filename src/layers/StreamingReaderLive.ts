@@ -22,10 +22,14 @@ import { decodeReadOptions } from "../services/ReadOptions.js"
 import type { ReadError, ReadHooks, ReadSession } from "../services/StreamingReader.js"
 import { StreamingReader } from "../services/StreamingReader.js"
 import { RetriesExhausted, StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
+import { makeBufferPool } from "./BufferPool.js"
 
 const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
 const empty = new Uint8Array(0)
+
+/** The most bytes of free reusable buffers a reader keeps (less when the memory budget is smaller). */
+export const maxPooledBytes = 32 * 1024 * 1024
 
 /**
  * A consumer that takes at least this long (ms) with a chunk gets the next one read meanwhile
@@ -61,6 +65,7 @@ export const make = Effect.gen(function*() {
   const store = yield* CheckpointStore
   const metrics = yield* ReaderMetrics
   const cleanup = yield* ResourceCleanupManager
+  const buffers = makeBufferPool(Math.min(memory.limit, maxPooledBytes))
 
   const open = Effect.fn("StreamingReader.open")(function*(
     input: SourceInput,
@@ -103,7 +108,6 @@ export const make = Effect.gen(function*() {
     let held: ReadChunk | undefined
     /** The next chunk, read while the consumer handles the one it holds. */
     let readAhead: Fiber.RuntimeFiber<Option.Option<ReadChunk>, ReadError> | undefined
-    const freeBuffers: Array<Uint8Array> = []
 
     const saveCheckpoint = Effect.suspend(() => {
       if (key === undefined || identity === undefined) return Effect.void
@@ -174,7 +178,7 @@ export const make = Effect.gen(function*() {
 
     const release = (chunk: ReadChunk) =>
       Effect.suspend(() => {
-        if (chunk.buffer !== undefined) freeBuffers.push(chunk.buffer)
+        if (chunk.buffer !== undefined) buffers.give(chunk.buffer)
         return chunk.reservation.release
       })
 
@@ -183,7 +187,7 @@ export const make = Effect.gen(function*() {
       const size = yield* sizing.next
       const reservation = yield* memory.reserve(size)
       yield* rate.take(reservation.bytes)
-      const buffer = options.reuseBuffers ? freeBuffers.pop() ?? Buffer.allocUnsafeSlow(options.maxChunk) : undefined
+      const buffer = options.reuseBuffers ? buffers.take(reservation.bytes) : undefined
       const startedAt = yield* nowMs
       const bytes = yield* withRecovery(pullOnce(reservation.bytes, buffer)).pipe(
         Effect.tapError(() => release({ bytes: empty, reservation, buffer, readMs: 0 }))
@@ -227,7 +231,7 @@ export const make = Effect.gen(function*() {
     yield* cleanup.register({
       name: `${source}: reusable buffers`,
       priority: CleanupPriority.buffers,
-      release: Effect.sync(() => void freeBuffers.splice(0)),
+      release: Effect.sync(() => void buffers.clear()),
       emergency: true
     })
     yield* cleanup.register({
