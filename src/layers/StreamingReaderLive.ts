@@ -190,7 +190,8 @@ export const make = Effect.gen(function*() {
       const buffer = options.reuseBuffers ? buffers.take(reservation.bytes) : undefined
       const startedAt = yield* nowMs
       const bytes = yield* withRecovery(pullOnce(reservation.bytes, buffer)).pipe(
-        Effect.tapError(() => release({ bytes: empty, reservation, buffer, readMs: 0 }))
+        // Failed or interrupted (a read ahead cut short when the read ends): give the bytes back.
+        Effect.onError(() => release({ bytes: empty, reservation, buffer, readMs: 0 }))
       )
       const readMs = (yield* nowMs) - startedAt
       const chunk: ReadChunk = { bytes, reservation, buffer, readMs }
@@ -220,7 +221,11 @@ export const make = Effect.gen(function*() {
     yield* cleanup.register({
       name: `${source}: read ahead`,
       priority: CleanupPriority.readAhead,
-      release: Effect.suspend(() => readAhead === undefined ? Effect.void : Fiber.interrupt(readAhead))
+      release: Effect.suspend(() =>
+        readAhead === undefined ? Effect.void : Effect.flatMap(Fiber.interrupt(readAhead), (exit) =>
+          // A chunk read ahead that the consumer never took still holds its bytes.
+          Exit.isSuccess(exit) && Option.isSome(exit.value) ? release(exit.value.value) : Effect.void)
+      )
     })
     yield* cleanup.register({ name: `${source}: connection`, priority: CleanupPriority.connection, release: dropAttempt })
     yield* cleanup.register({

@@ -225,6 +225,25 @@ describe("StreamingReader (enhanced)", () => {
     }))
 })
 
+describe("memory budget", () => {
+  it.scopedLive("reads stopped early give back every byte they reserved, the chunk read ahead included", () =>
+    Effect.gen(function*() {
+      const bytes = testBytes(2 * 1024 * KiB, 10)
+      const { sources } = yield* FaultInjectingSource.make(bytes, [])
+      const context = yield* Layer.build(TestStack(Layer.succeed(ByteSource, sources)))
+      const reader = Context.get(context, StreamingReader)
+      const memory = Context.get(context, AdaptiveMemoryManager)
+      const slowConsumer = () => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 2)))
+      const taken = yield* Effect.forEach(
+        Array.from({ length: 20 }, (_, i) => i),
+        (i) => reader.read(`${source}?early=${i}`).pipe(Stream.tap(slowConsumer), Stream.take(3), Stream.runCollect),
+        { concurrency: 10 }
+      )
+      assert.isTrue(taken.every((chunks) => chunks.length === 3))
+      assert.strictEqual(yield* memory.inUse, 0)
+    }))
+})
+
 describe("chunk ownership", () => {
   const fileEnv = (path: string) =>
     Effect.gen(function*() {
