@@ -133,15 +133,17 @@ export const make = Effect.sync(() => {
       const metrics = of(source)
       const latency = yield* Metric.value(metrics.latency)
       const size = yield* Metric.value(metrics.size)
+      const bytes = (yield* Metric.value(metrics.bytes)).count
+      const chunks = (yield* Metric.value(metrics.chunks)).count
       const stats: ReadStats = {
-        bytes: (yield* Metric.value(metrics.bytes)).count,
-        chunks: (yield* Metric.value(metrics.chunks)).count,
+        bytes,
+        chunks,
         retries: (yield* Metric.value(metrics.retries)).count,
         recoveries: (yield* Metric.value(metrics.recoveries)).count,
         p50ChunkMs: quantile(latency.quantiles, 0.5),
         p95ChunkMs: quantile(latency.quantiles, 0.95),
         p99ChunkMs: quantile(latency.quantiles, 0.99),
-        medianChunkBytes: quantile(size.quantiles, 0.5),
+        meanChunkBytes: chunks > 0 ? Math.round(bytes / chunks) : 0,
         maxChunkBytes: size.count > 0 ? size.max : 0
       }
       return stats

@@ -51,7 +51,7 @@ export interface DemoReport {
   /** Bytes read over both copies, per second of both copies' wall time, in 10^6 bytes. */
   readonly mbPerSec: number
   /** Median and largest chunk size the sizer chose, in bytes. */
-  readonly medianChunkBytes: number
+  readonly meanChunkBytes: number
   readonly maxChunkBytes: number
   /** 95th percentile of the time to read one chunk, in milliseconds. */
   readonly p95ChunkMs: number
@@ -193,7 +193,7 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
     bytes: summary.bytes,
     resumedFrom: summary.resumedFrom,
     mbPerSec: Number((stats.bytes / 1e6 / Math.max(wallMs / 1000, 0.001)).toFixed(1)),
-    medianChunkBytes: stats.medianChunkBytes,
+    meanChunkBytes: stats.meanChunkBytes,
     maxChunkBytes: stats.maxChunkBytes,
     p95ChunkMs: stats.p95ChunkMs,
     retries: stats.retries,
@@ -211,7 +211,7 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
     `  throughput     ${report.mbPerSec} MB/s (${formatSize(stats.bytes)} read in ${seconds(wallMs)}, fault waits included)`
   )
   yield* Console.log(
-    `  chunk sizes    median ${formatSize(report.medianChunkBytes)}, max ${formatSize(report.maxChunkBytes)} ` +
+    `  chunk sizes    mean ${formatSize(report.meanChunkBytes)}, max ${formatSize(report.maxChunkBytes)} ` +
       `(${stats.chunks} chunks, chosen by the adaptive sizer)`
   )
   yield* Console.log(`  chunk latency  p95 ${report.p95ChunkMs.toFixed(2)} ms`)

@@ -13,8 +13,8 @@ export interface ReadStats {
   readonly p50ChunkMs: number
   readonly p95ChunkMs: number
   readonly p99ChunkMs: number
-  /** Median and largest chunk size delivered, in bytes. */
-  readonly medianChunkBytes: number
+  /** Mean (bytes / chunks) and largest chunk size delivered, in bytes. */
+  readonly meanChunkBytes: number
   readonly maxChunkBytes: number
 }
 

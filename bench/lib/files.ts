@@ -1,0 +1,46 @@
+/**
+ * The data the scenarios read: files of random bytes written once into a temp dir, flushed
+ * to disk (so no write-back runs during a measurement) and read once (so they are page-cached).
+ */
+import { randomFillSync } from "node:crypto"
+import * as NodeFs from "node:fs"
+import * as NodeFsPromises from "node:fs/promises"
+
+const block = 16 * 1024 * 1024
+
+/** Writes `size` random bytes to `path` and flushes them to disk. */
+export const makeRandomFile = async (path: string, size: number): Promise<void> => {
+  const handle = await NodeFsPromises.open(path, "w")
+  try {
+    const buffer = Buffer.allocUnsafe(Math.min(block, size))
+    let written = 0
+    while (written < size) {
+      const length = Math.min(buffer.length, size - written)
+      randomFillSync(buffer, 0, length)
+      await handle.write(buffer, 0, length, written)
+      written += length
+    }
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Reads the whole file once, so it is in the page cache. */
+export const warm = async (path: string): Promise<void> => {
+  const handle = await NodeFsPromises.open(path, "r")
+  try {
+    const buffer = Buffer.allocUnsafe(block)
+    let position = 0
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, block, position)
+      if (bytesRead === 0) return
+      position += bytesRead
+    }
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Removes a file or directory if it is there. */
+export const remove = (path: string): void => NodeFs.rmSync(path, { recursive: true, force: true })

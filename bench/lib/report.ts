@@ -1,0 +1,666 @@
+/**
+ * The Markdown report and its two charts, from one run's results.
+ */
+import type { HeapReading, RssPoint } from "../runners/protocol.js"
+import type { BenchResults, ChunkSummary, VariantRuns } from "./model.js"
+import {
+  chunkFigures,
+  failures,
+  idleRss,
+  okOutcomes,
+  okResults,
+  procPeakRss,
+  rssAboveIdle,
+  throughput,
+  wallSeconds,
+  wallThroughput,
+  warmThroughput,
+  workMs
+} from "./model.js"
+import type { Spread } from "./stats.js"
+import { MB, median, slope } from "./stats.js"
+import type { Bar, Line } from "./svg.js"
+import { barChart, lineChart } from "./svg.js"
+
+/** Copy variants, in the order shown. */
+export const copyIds = [
+  "copy.pipeline",
+  "copy.cli",
+  "copy.enhanced",
+  "copy.no-adaptive",
+  "copy.no-budget",
+  "copy.no-backpressure",
+  "copy.no-rate",
+  "copy.no-retries",
+  "copy.no-checkpoints"
+] as const
+/** Read-only variants, in the order shown. */
+export const readIds = [
+  "read.fh64",
+  "read.fh256",
+  "read.enhanced",
+  "read.enhanced-reuse",
+  "read.enhanced-reuse-64k",
+  "read.enhanced-reuse-256k",
+  "read.basic",
+  "read.platform"
+] as const
+/** HTTP variants, in the order shown. */
+export const httpIds = ["http.fetch", "http.enhanced", "http.enhanced-reuse", "http.basic"] as const
+
+const num = (n: number, digits = 0) =>
+  Number.isFinite(n) ? n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–"
+const ratio = (a: number, b: number) => Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "–"
+const range = (s: Spread, digits = 0) => s.n === 0 ? "–" : `${num(s.min, digits)}–${num(s.max, digits)}`
+const kib = (bytes: number) => Number.isFinite(bytes) ? `${num(bytes / 1024)} KiB` : "–"
+const signedPercent = (a: number, b: number) =>
+  Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${a >= b ? "+" : ""}${((a / b - 1) * 100).toFixed(1)} %` : "–"
+
+/** A size as a person reads it: `1 GiB`, `256 MiB`, `4 KiB`. */
+export const sizeLabel = (bytes: number): string => {
+  for (const [unit, size] of [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) {
+    if (bytes >= size) return `${num(bytes / size, Number.isInteger(bytes / size) ? 0 : 1)} ${unit}`
+  }
+  return `${bytes} B`
+}
+
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) =>
+  [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_, i) => i === 0 ? "---" : "---:").join("|")}|`,
+    ...rows.map((row) => `| ${row.join(" | ")} |`)
+  ].join("\n")
+
+const runsCell = (variant: VariantRuns | undefined) => {
+  if (variant === undefined) return "not run"
+  const ok = okOutcomes(variant).length
+  return ok === variant.outcomes.length ? `${ok}` : `${ok} of ${variant.outcomes.length} ⚠`
+}
+
+const chunkSizes = (chunks: ChunkSummary | undefined) =>
+  chunks === undefined ? "" : `${kib(chunks.meanChunkBytes)} / ${kib(chunks.maxChunkBytes)}`
+const latencies = (chunks: ChunkSummary | undefined) =>
+  chunks === undefined ? "" : `${num(chunks.p50ChunkMs, 2)} / ${num(chunks.p95ChunkMs, 2)} / ${num(chunks.p99ChunkMs, 2)}`
+
+/** Measured value against a goal. */
+interface Goal {
+  readonly goal: string
+  readonly measured: string
+  readonly target: string
+  readonly pass: boolean | undefined
+}
+
+const verdict = (pass: boolean | undefined) => pass === undefined ? "n/a (not measured)" : pass ? "**PASS**" : "**MISS**"
+
+/** The FileHandle-loop baseline whose chunk size is nearest to the chunk size our reader reached. */
+const nearestFileHandle = (results: BenchResults, chunkBytes: number) =>
+  Math.abs(chunkBytes - 64 * 1024) < Math.abs(chunkBytes - 256 * 1024)
+    ? results.variants.get("read.fh64")
+    : results.variants.get("read.fh256")
+
+/** The soak window the growth is measured over: the last five sixths (50 s of 60 s). */
+export const soakWindowMs = (soakMs: number): number => Math.round((soakMs * 5) / 6)
+
+/** Least-squares slope of an RSS series over its last `windowMs`, in MB/s. */
+export const soakSlope = (series: ReadonlyArray<RssPoint>, windowMs: number): number => {
+  const end = series.length === 0 ? 0 : series[series.length - 1]![0]
+  return slope(series.filter(([t]) => t >= end - windowMs).map(([t, rss]): RssPoint => [t / 1000, rss / MB]))
+}
+
+const soakGrowth = (results: BenchResults) => {
+  const soak = okResults(results.variants.get("soak"))[0]
+  return soak?.series === undefined ? Number.NaN : soakSlope(soak.series, soakWindowMs(results.config.soakMs))
+}
+
+const goalsOf = (results: BenchResults): ReadonlyArray<Goal> => {
+  const v = (id: string) => results.variants.get(id)
+  const check = (value: number, ok: (x: number) => boolean) => Number.isFinite(value) ? ok(value) : undefined
+  const copyOurs = throughput(v("copy.enhanced")).median
+  const copyBase = throughput(v("copy.pipeline")).median
+  const copyWarm = ratio(warmThroughput(v("copy.enhanced")).median, warmThroughput(v("copy.pipeline")).median)
+  const readOurs = throughput(v("read.enhanced-reuse")).median
+  const fh = nearestFileHandle(results, chunkFigures(v("read.enhanced-reuse"))?.meanChunkBytes ?? 256 * 1024)
+  const readBase = throughput(fh).median
+  const readWarm = ratio(warmThroughput(v("read.enhanced-reuse")).median, warmThroughput(fh).median)
+  const small = rssAboveIdle(v("rss.copy-1mib")).median
+  const large = rssAboveIdle(v("copy.enhanced")).median
+  const streams = rssAboveIdle(v("concurrent.100")).median
+  const growth = soakGrowth(results)
+  const p99 = chunkFigures(v("read.enhanced"))?.p99ChunkMs ?? Number.NaN
+  return [
+    {
+      goal: "copy: enhanced `copyToFile` / `stream.pipeline`, in-process MB/s",
+      measured: `${ratio(copyOurs, copyBase)} (${num(copyOurs)} vs ${num(copyBase)} MB/s); 2nd pass: ${copyWarm}`,
+      target: "≥ 1.5×",
+      pass: check(copyOurs / copyBase, (x) => x >= 1.5)
+    },
+    {
+      goal: `read-only: enhanced reader with reuseBuffers / ${fh?.label ?? "FileHandle.read loop"} (nearest chunk size)`,
+      measured: `${ratio(readOurs, readBase)} (${num(readOurs)} vs ${num(readBase)} MB/s); 2nd pass: ${readWarm}`,
+      target: "≥ 0.85×",
+      pass: check(readOurs / readBase, (x) => x >= 0.85)
+    },
+    {
+      goal: `copy: peak RSS − idle, 1 MiB → ${sizeLabel(results.config.bigSize)} source`,
+      measured: `+${num(large - small, 1)} MB (${num(small, 1)} → ${num(large, 1)} MB)`,
+      target: "< 20 MB",
+      pass: check(large - small, (x) => x < 20)
+    },
+    {
+      goal: `${results.config.streams} concurrent streams of ${sizeLabel(results.config.streamSize)}: peak RSS − idle`,
+      measured: `${num(streams, 1)} MB`,
+      target: "< 50 MB",
+      pass: check(streams, (x) => x < 50)
+    },
+    {
+      goal: `soak: RSS slope over the last ${num(soakWindowMs(results.config.soakMs) / 1000)} s of ${
+        num(results.config.soakMs / 1000)
+      } s`,
+      measured: `${num(growth, 3)} MB/s`,
+      target: "< 0.1 MB/s",
+      pass: check(growth, (x) => x < 0.1)
+    },
+    {
+      goal: "p99 chunk latency, local file (enhanced reader, default options)",
+      measured: `${num(p99, 2)} ms`,
+      target: "< 5 ms",
+      pass: check(p99, (x) => x < 5)
+    }
+  ]
+}
+
+const copySection = (results: BenchResults) => {
+  const v = (id: string) => results.variants.get(id)
+  const base = throughput(v("copy.pipeline")).median
+  const warmBase = warmThroughput(v("copy.pipeline")).median
+  const allOn = throughput(v("copy.enhanced")).median
+  const rows = copyIds.flatMap((id) => {
+    const variant = v(id)
+    if (variant === undefined) return []
+    const isCli = id === "copy.cli"
+    const mbps = isCli ? wallThroughput(variant) : throughput(variant)
+    const warm = warmThroughput(variant)
+    const chunks = chunkFigures(variant)
+    return [[
+      variant.label + (isCli ? " ¹" : ""),
+      num(mbps.median),
+      range(mbps),
+      ratio(mbps.median, base),
+      warm.n === 0 ? "" : `${num(warm.median)} (${ratio(warm.median, warmBase)})`,
+      id.startsWith("copy.no-") ? signedPercent(mbps.median, allOn) : "",
+      num(wallSeconds(variant).median, 2),
+      isCli ? `${num(procPeakRss(variant).median)} (peak) ²` : num(rssAboveIdle(variant).median, 1),
+      chunkSizes(chunks),
+      chunks === undefined ? "" : num(chunks.chunks),
+      chunks === undefined ? "" : num(chunks.p99ChunkMs, 2),
+      runsCell(variant)
+    ]]
+  })
+  const onMs = workMs(v("copy.enhanced"))
+  const offMs = workMs(v("copy.no-checkpoints"))
+  const checkpoints = (chunkFigures(v("copy.enhanced"))?.chunks ?? Number.NaN) / 5
+  return [
+    `## Copy ${sizeLabel(results.config.bigSize)} file → file`,
+    "",
+    table(
+      [
+        "variant",
+        "median MB/s",
+        "min–max",
+        "vs pipeline",
+        "2nd pass MB/s (vs pipeline's)",
+        "vs all on",
+        "process s",
+        "RSS − idle MB",
+        "chunk mean / max",
+        "chunks",
+        "p99 chunk ms",
+        "runs"
+      ],
+      rows
+    ),
+    "",
+    "MB/s is measured inside the process around the copy alone (imports and layer construction",
+    "excluded), except ¹ the CLI (`node dist/programs/main.js read <file> --out <tmp> --quiet --state",
+    "<tmp>/state.db`, no hashing), timed from spawn to exit, start-up included. ² the CLI prints no",
+    "figures: its absolute peak RSS as the parent saw it in `/proc` every 50 ms. \"process s\" is",
+    "spawn to exit (both passes for the main variants). \"vs all on\" is the change in MB/s with one",
+    "feature switched off (`STREAMING_READER_<FLAG>=false`): positive means the feature costs that",
+    "much. \"2nd pass\": the same copy again (to a new file) in the same process right after (JIT",
+    "warm), for the main variants.",
+    "",
+    "### Checkpoints every 5 chunks (SQLite state) on vs off",
+    "",
+    table(["", "median copy ms (on / off)", "checkpoints saved (≈ chunks / 5)", "cost"], [[
+      "all features on vs `STREAMING_READER_CHECKPOINTS=false`",
+      `${num(onMs)} / ${num(offMs)}`,
+      num(checkpoints),
+      `${signedPercent(onMs, offMs)} of the time, ≈ ${num(((onMs - offMs) * 1000) / checkpoints)} µs per checkpoint`
+    ]]),
+    ""
+  ].join("\n")
+}
+
+const readSection = (results: BenchResults) => {
+  const v = (id: string) => results.variants.get(id)
+  const fh64 = throughput(v("read.fh64")).median
+  const fh256 = throughput(v("read.fh256")).median
+  const warmFh256 = warmThroughput(v("read.fh256")).median
+  const rows = readIds.flatMap((id) => {
+    const variant = v(id)
+    if (variant === undefined) return []
+    const mbps = throughput(variant)
+    const warm = warmThroughput(variant)
+    const chunks = chunkFigures(variant)
+    return [[
+      variant.label,
+      num(mbps.median),
+      range(mbps),
+      ratio(mbps.median, fh64),
+      ratio(mbps.median, fh256),
+      warm.n === 0 ? "" : `${num(warm.median)} (${ratio(warm.median, warmFh256)})`,
+      num(rssAboveIdle(variant).median, 1),
+      chunkSizes(chunks),
+      latencies(chunks),
+      runsCell(variant)
+    ]]
+  })
+  /** Milliseconds per chunk, from the same reader at 64 KiB and at 256 KiB over the same bytes. */
+  const perChunk = (at64: VariantRuns | undefined, at256: VariantRuns | undefined) => {
+    const chunks = (variant: VariantRuns | undefined, size: number) =>
+      chunkFigures(variant)?.chunks ?? results.config.bigSize / size
+    return (workMs(at64) - workMs(at256)) / (chunks(at64, 64 * 1024) - chunks(at256, 256 * 1024))
+  }
+  const ours = perChunk(v("read.enhanced-reuse-64k"), v("read.enhanced-reuse-256k"))
+  const theirs = perChunk(v("read.fh64"), v("read.fh256"))
+  return [
+    `## Read-only ${sizeLabel(results.config.bigSize)} file`,
+    "",
+    table(
+      [
+        "variant",
+        "median MB/s",
+        "min–max",
+        "vs FH loop 64 KiB",
+        "vs FH loop 256 KiB",
+        "2nd pass MB/s (vs FH 256 KiB's)",
+        "RSS − idle MB",
+        "chunk mean / max",
+        "chunk ms p50 / p95 / p99",
+        "runs"
+      ],
+      rows
+    ),
+    "",
+    "Every stream is drained with `Stream.runFold` counting bytes (the count is checked against the",
+    "file size). Our reader is opened with `StreamingReader.open` so its figures come from",
+    "`ReaderMetrics.stats` of that source. \"fixed\" runs with `STREAMING_READER_ADAPTIVE_CHUNKS=false`.",
+    "",
+    `Cost per chunk, from the time difference between 64 KiB and 256 KiB chunks over the same bytes:`,
+    `our reader (reuseBuffers, fixed sizes) ≈ **${num(ours * 1000)} µs** per chunk; the FileHandle`,
+    `loop ≈ ${num(theirs * 1000)} µs per chunk.`,
+    ""
+  ].join("\n")
+}
+
+const httpSection = (results: BenchResults) => {
+  const v = (id: string) => results.variants.get(id)
+  const base = throughput(v("http.fetch")).median
+  const warmBase = warmThroughput(v("http.fetch")).median
+  const rows = httpIds.flatMap((id) => {
+    const variant = v(id)
+    if (variant === undefined) return []
+    const mbps = throughput(variant)
+    const warm = warmThroughput(variant)
+    const chunks = chunkFigures(variant)
+    return [[
+      variant.label,
+      num(mbps.median),
+      range(mbps),
+      ratio(mbps.median, base),
+      warm.n === 0 ? "" : `${num(warm.median)} (${ratio(warm.median, warmBase)})`,
+      num(rssAboveIdle(variant).median, 1),
+      chunkSizes(chunks),
+      latencies(chunks),
+      runsCell(variant)
+    ]]
+  })
+  return [
+    `## HTTP on loopback, ${sizeLabel(results.config.httpSize)} object`,
+    "",
+    "A plain `node:http` server in its own process serves the file (Range, ETag, 256 KiB reads).",
+    "",
+    table(
+      [
+        "variant",
+        "median MB/s",
+        "min–max",
+        "vs fetch",
+        "2nd pass MB/s (vs fetch's)",
+        "RSS − idle MB",
+        "chunk mean / max",
+        "chunk ms p50 / p95 / p99",
+        "runs"
+      ],
+      rows
+    ),
+    ""
+  ].join("\n")
+}
+
+const latencySection = (results: BenchResults) => {
+  const v = (id: string) => results.variants.get(id)
+  const row = (label: string, id: string, warm = false) => {
+    const chunks = chunkFigures(v(id), warm)
+    return [
+      label,
+      num(chunks?.p50ChunkMs ?? Number.NaN, 2),
+      num(chunks?.p95ChunkMs ?? Number.NaN, 2),
+      num(chunks?.p99ChunkMs ?? Number.NaN, 2),
+      chunkSizes(chunks),
+      num((warm ? warmThroughput(v(id)) : throughput(v(id))).median, 1),
+      runsCell(v(id))
+    ]
+  }
+  return [
+    "## Per-chunk latency",
+    "",
+    table(["source", "p50 ms", "p95 ms", "p99 ms", "chunk mean / max", "MB/s", "runs"], [
+      row("local file, reader, enhanced, default options", "read.enhanced"),
+      row("… same, 2nd pass in the process", "read.enhanced", true),
+      row("local file, reader, enhanced, reuseBuffers", "read.enhanced-reuse"),
+      row("… same, 2nd pass in the process", "read.enhanced-reuse", true),
+      row("local file, copyToFile, enhanced, all features on", "copy.enhanced"),
+      row("… same, 2nd pass in the process", "copy.enhanced", true),
+      row("HTTP loopback, reader, enhanced, default options", "http.enhanced"),
+      row("… same, 2nd pass in the process", "http.enhanced", true),
+      row(
+        `HTTP loopback, ${results.config.latencyDelayMs} ms before each 64 KiB of the body, ${
+          sizeLabel(results.config.latencySize)
+        }`,
+        "latency.http"
+      )
+    ]),
+    "",
+    "A chunk's latency is the time of its read from the source as `ReaderMetrics` records it;",
+    "quantiles come from its `Metric.summary` (last 2,048 chunks, medians over runs). The chunk",
+    "mean is bytes / chunks: the summary's own median chunk size is biased low (Effect's quantile",
+    "picks the value below a large run of equal values), so it is not shown.",
+    ""
+  ].join("\n")
+}
+
+const memorySection = (results: BenchResults) => {
+  const v = (id: string) => results.variants.get(id)
+  const size = sizeLabel(results.config.bigSize)
+  const rows = ([
+    ["rss.copy-1mib", "copyToFile, enhanced, all features on", "1 MiB"],
+    ["copy.enhanced", "copyToFile, enhanced, all features on", size],
+    ["rss.pipeline-1mib", "stream.pipeline, defaults", "1 MiB"],
+    ["copy.pipeline", "stream.pipeline, defaults", size]
+  ] as const).map(([id, label, source]) => {
+    const above = rssAboveIdle(v(id))
+    const delta = (pick: (reading: HeapReading) => number) =>
+      num(
+        median(okResults(v(id)).flatMap((r) =>
+          r.memoryBefore === undefined || r.memoryAfter === undefined
+            ? []
+            : [(pick(r.memoryAfter) - pick(r.memoryBefore)) / MB]
+        )),
+        1
+      )
+    return [
+      label,
+      source,
+      num(idleRss(v(id)).median, 1),
+      num(above.median, 1),
+      range(above, 1),
+      delta((r) => r.heapUsed),
+      delta((r) => r.arrayBuffers),
+      runsCell(v(id))
+    ]
+  })
+  const concurrent = v("concurrent.100")
+  const meanAbove = median(okResults(concurrent).map((r) => {
+    const series = r.series ?? []
+    return series.reduce((total, [, rss]) => total + rss - r.idleRss, 0) / Math.max(1, series.length) / MB
+  }))
+  const soak = okResults(v("soak"))[0]
+  const window = soakWindowMs(results.config.soakMs)
+  return [
+    "## Memory",
+    "",
+    "### Peak RSS growth with the source's size (copy)",
+    "",
+    table(
+      ["variant", "source", "idle RSS MB", "peak − idle MB", "min–max", "heapUsed Δ MB", "arrayBuffers Δ MB", "runs"],
+      rows
+    ),
+    "",
+    "The Δ columns compare `process.memoryUsage()` right before and right after the copy (medians).",
+    "",
+    `### ${results.config.streams} concurrent streams of ${
+      sizeLabel(results.config.streamSize)
+    } (one process, EnhancedStack, 50 MiB budget)`,
+    "",
+    table(["", "median", "min–max", "runs"], [
+      ["total MB/s", num(throughput(concurrent).median), range(throughput(concurrent)), runsCell(concurrent)],
+      ["peak RSS − idle, MB", num(rssAboveIdle(concurrent).median, 1), range(rssAboveIdle(concurrent), 1), ""],
+      ["mean RSS − idle while reading, MB", num(meanAbove, 1), "", ""],
+      ["idle RSS, MB", num(idleRss(concurrent).median, 1), "", ""]
+    ]),
+    "",
+    "All streams start at once (`Effect.forEach` with unbounded concurrency), each `reader.read(path)`",
+    "with default options (owned chunks), drained; the paths are hard links to one page-cached file.",
+    "",
+    `### Soak: ${num(results.config.soakMs / 1000)} s of continuous reads`,
+    "",
+    soak === undefined
+      ? `not measured: ${failures(v("soak")).join("; ") || "not run"}`
+      : table(["", "value"], [
+        ["reads completed", num(soak.reads ?? Number.NaN)],
+        ["bytes read", `${num(soak.bytes / MB)} MB (${num(soak.bytes / MB / (soak.ms / 1000))} MB/s)`],
+        ["idle RSS → peak RSS", `${num(soak.idleRss / MB, 1)} → ${num(soak.peakRss / MB, 1)} MB`],
+        [`RSS slope over the last ${num(window / 1000)} s (least squares)`, `${num(soakGrowth(results), 4)} MB/s`],
+        [
+          "RSS after a full GC (`global.gc()`), before → after the soak",
+          soak.settled === undefined
+            ? "–"
+            : `${num(soak.settled.before.rss / MB, 1)} → ${num(soak.settled.after.rss / MB, 1)} MB (${
+              num((soak.settled.after.rss - soak.settled.before.rss) / MB, 1)
+            } MB)`
+        ],
+        [
+          "heapUsed after a full GC, before → after",
+          soak.settled === undefined
+            ? "–"
+            : `${num(soak.settled.before.heapUsed / MB, 1)} → ${num(soak.settled.after.heapUsed / MB, 1)} MB`
+        ],
+        [
+          "heapUsed at start → end (no forced GC)",
+          `${num((soak.memoryBefore?.heapUsed ?? Number.NaN) / MB, 1)} → ${
+            num((soak.memoryAfter?.heapUsed ?? Number.NaN) / MB, 1)
+          } MB`
+        ],
+        [
+          "arrayBuffers at start → end (no forced GC)",
+          `${num((soak.memoryBefore?.arrayBuffers ?? Number.NaN) / MB, 1)} → ${
+            num((soak.memoryAfter?.arrayBuffers ?? Number.NaN) / MB, 1)
+          } MB`
+        ]
+      ]),
+    "",
+    `One process reads the ${sizeLabel(results.config.bigSize)} file, then ${results.config.soakSmallFiles} files of`,
+    `${sizeLabel(results.config.streamSize)}, one after the other, again and again, each with \`reader.read(path)\``,
+    "at default options. RSS sampled every 50 ms; the series is in `rss.svg`. The goal is judged on",
+    "the slope of every sample, as specified; RSS follows the garbage collector's sawtooth (cycles of",
+    "tens of seconds), so that slope swings with where the cycles fall. What a full collection leaves",
+    "(the child runs with `--expose-gc`) is the steadier sign of a leak.",
+    ""
+  ].join("\n")
+}
+
+const profileSection = (results: BenchResults) =>
+  results.profiles.length === 0 ? "" : [
+    "## Where the time goes (`node --cpu-prof`, one run each, samples of the work only)",
+    "",
+    "Self time by origin and by function; \"main caller\" is the caller under which most of that",
+    "function's self time was spent. `(idle)` is the main thread waiting (for the thread pool,",
+    "a timer or the disk).",
+    "",
+    ...results.profiles.flatMap((profile) =>
+      profile.passes.flatMap(({ mbPerSec, pass, summary }) => [
+        `### ${profile.label}, ${pass}: ${num(mbPerSec)} MB/s under the profiler, ${
+          num(summary.totalMs)
+        } ms sampled`,
+        "",
+        table(
+          ["origin", "self ms", "share"],
+          summary.origins.map((o) => [o.name, num(o.ms), `${(o.share * 100).toFixed(1)} %`])
+        ),
+        "",
+        table(
+          ["function (self time)", "main caller", "self ms", "share"],
+          summary.functions.map((f) => [
+            `\`${f.name}\``,
+            f.caller === undefined ? "" : `\`${f.caller}\``,
+            num(f.ms),
+            `${(f.share * 100).toFixed(1)} %`
+          ])
+        ),
+        ""
+      ])
+    )
+  ].join("\n")
+
+const failureSection = (results: BenchResults) => {
+  const lines = [
+    ...results.scenarioErrors.map((e) => `- scenario **${e.scenario}** failed: ${e.error}`),
+    ...[...results.variants.values()].flatMap((variant) =>
+      failures(variant).map((error) => `- ${variant.label} (\`${variant.id}\`): ${error.replace(/\|/g, "/")}`)
+    )
+  ]
+  return lines.length === 0 ? "" : ["## Failures", "", ...lines, ""].join("\n")
+}
+
+/** The whole report in Markdown. */
+export const renderReport = (results: BenchResults): string => {
+  const { config, machine } = results
+  const minutes = (results.finishedAt.getTime() - results.startedAt.getTime()) / 60_000
+  return [
+    "# streaming-reader benchmarks",
+    "",
+    ...(config.quick ? ["> **QUICK MODE** (`BENCH_QUICK=1`): small files and few runs, a smoke test only.", ""] : []),
+    `${results.startedAt.toISOString()} · ${machine.cpus}, ${machine.cores} cores · ${num(machine.memoryGb)} GB RAM ·`,
+    `Node ${machine.node} · ${machine.os} · git HEAD ${machine.commit} (the working tree as built into dist/)`,
+    "",
+    `The run took ${minutes.toFixed(1)} min (${
+      results.durations.map((d) => `${d.scenario} ${num(d.seconds)} s`).join(", ")
+    }).`,
+    `Each run is a fresh \`node\` process; variants alternate round by round (A B C A B C …).`,
+    `Main comparisons (ours against the baselines): ${config.runs} runs each; the others`,
+    `(features off, other baselines, fixed chunk sizes): ${config.sideRuns}. Medians with min–max.`,
+    "MB = 10^6 bytes. Data: random bytes in a temp dir, flushed and page-cached before any run.",
+    "Method in `bench/README.md`; every run's figures in `results.json`.",
+    "",
+    "## Goals",
+    "",
+    table(
+      ["goal", "measured", "target", "verdict"],
+      goalsOf(results).map((g) => [g.goal, g.measured, g.target, verdict(g.pass)])
+    ),
+    "",
+    "![MB/s by variant](throughput.svg)",
+    "",
+    copySection(results),
+    readSection(results),
+    httpSection(results),
+    latencySection(results),
+    memorySection(results),
+    "![RSS over time](rss.svg)",
+    "",
+    profileSection(results),
+    failureSection(results)
+  ].join("\n")
+}
+
+/** Bars of median MB/s for every throughput variant, grouped by scenario. */
+export const renderThroughputChart = (results: BenchResults): string => {
+  const bars: Array<Bar> = []
+  const add = (group: string, ids: ReadonlyArray<string>) => {
+    for (const id of ids) {
+      const variant = results.variants.get(id)
+      if (variant === undefined) continue
+      const mbps = id === "copy.cli" ? wallThroughput(variant) : throughput(variant)
+      const warm = warmThroughput(variant)
+      bars.push({
+        group,
+        label: id === "copy.cli"
+          ? "CLI copy, whole process (start-up included)"
+          : variant.label.replace(/^stream\.pipeline\(.*\), defaults$/, "stream.pipeline, defaults"),
+        median: mbps.n === 0 ? undefined : mbps.median,
+        min: mbps.min,
+        max: mbps.max,
+        ...(warm.n === 0 ? {} : { dot: warm.median })
+      })
+    }
+  }
+  add(`Copy ${sizeLabel(results.config.bigSize)} (file → file)`, copyIds)
+  add(`Read-only ${sizeLabel(results.config.bigSize)} (file)`, readIds)
+  add(`HTTP on loopback, ${sizeLabel(results.config.httpSize)}`, httpIds)
+  return barChart(
+    "Throughput by variant: median MB/s of the first pass, whiskers min–max",
+    "MB/s (10^6 bytes per second)",
+    bars,
+    "median of the second pass in the same process (main variants)"
+  )
+}
+
+/** RSS above idle over time: the soak run (with its fitted slope) and the concurrent run with the median peak. */
+export const renderRssChart = (results: BenchResults): string => {
+  const toLine = (name: string, series: ReadonlyArray<RssPoint>, idle: number): Line => ({
+    name,
+    points: series.map(([t, rss]) => [t / 1000, (rss - idle) / MB])
+  })
+  const soak = okResults(results.variants.get("soak"))[0]
+  const concurrent = [...okResults(results.variants.get("concurrent.100"))].sort((a, b) => a.peakRss - b.peakRss)
+  const middle = concurrent[Math.floor((concurrent.length - 1) / 2)]
+  const soakLines: Array<Line> = []
+  if (soak?.series !== undefined && soak.series.length > 1) {
+    soakLines.push(toLine("RSS − idle", soak.series, soak.idleRss))
+    const window = soakWindowMs(results.config.soakMs)
+    const end = soak.series[soak.series.length - 1]![0]
+    const tail = soak.series.filter(([t]) => t >= end - window).map(([t, rss]): RssPoint => [
+      t / 1000,
+      (rss - soak.idleRss) / MB
+    ])
+    const perSecond = slope(tail)
+    const meanT = tail.reduce((total, [t]) => total + t, 0) / tail.length
+    const meanY = tail.reduce((total, [, y]) => total + y, 0) / tail.length
+    const at = (t: number) => meanY + perSecond * (t - meanT)
+    const from = (end - window) / 1000
+    soakLines.push({
+      name: `fit: ${perSecond.toFixed(4)} MB/s`,
+      points: [[from, at(from)], [end / 1000, at(end / 1000)]],
+      dashed: true
+    })
+
+  }
+  return lineChart("RSS above idle over time (sampled every 50 ms)", [
+    {
+      title: `Soak: ${results.config.soakMs / 1000} s of continuous reads (one process, EnhancedStack)`,
+      xLabel: "seconds",
+      yLabel: "MB above idle",
+      lines: soakLines
+    },
+    {
+      title: `${results.config.streams} concurrent streams of ${
+        sizeLabel(results.config.streamSize)
+      } (the run with the median peak)`,
+      xLabel: "seconds",
+      yLabel: "MB above idle",
+      lines: middle?.series === undefined ? [] : [toLine("RSS − idle", middle.series, middle.idleRss)],
+      reference: { y: 50, label: "goal: < 50 MB" }
+    }
+  ])
+}

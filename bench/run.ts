@@ -1,0 +1,562 @@
+/**
+ * The benchmark suite (`npm run bench`; `BENCH_QUICK=1 npm run bench` for a smoke test).
+ * Writes random files once into a temp dir, runs every variant in a fresh `node` process,
+ * alternating variants round by round, and writes `bench/results/REPORT.md`,
+ * `throughput.svg`, `rss.svg` and `results.json`. A failing run or scenario is reported,
+ * never fatal; every child is killed and the temp dir removed at the end.
+ * `BENCH_ONLY=copy,read,...` runs only the named scenarios (see `scenarioNames`). Quick and
+ * partial runs write to `bench/results/dev/` instead (ignored by git). `BENCH_RENDER=<results.json>`
+ * renders the report and charts again from a run's raw figures, measuring nothing.
+ */
+import { execFileSync } from "node:child_process"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
+import * as NodePath from "node:path"
+import type { ChildOutcome, ChildSpec } from "./lib/child.js"
+import { compileRunners, killAll, runChild, startServer } from "./lib/child.js"
+import { makeRandomFile, remove, warm } from "./lib/files.js"
+import type { BenchConfig, BenchResults, MachineInfo, VariantRuns } from "./lib/model.js"
+import { summariseProfile } from "./lib/profile.js"
+import { renderReport, renderRssChart, renderThroughputChart } from "./lib/report.js"
+import { MB, mbPerSec } from "./lib/stats.js"
+import type { EffectJob, PlainJob, StackName } from "./runners/protocol.js"
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const GiB = 1024 * MiB
+
+/** The scenarios, in the order they run; `BENCH_ONLY` picks some of them. */
+const scenarioNames = ["copy", "read", "http", "memory", "concurrent", "soak", "profile"] as const
+
+const quick = process.env.BENCH_QUICK === "1"
+const only = process.env.BENCH_ONLY?.split(",").map((name) => name.trim())
+
+const config: BenchConfig = quick
+  ? {
+    quick,
+    bigSize: 128 * MiB,
+    httpSize: 64 * MiB,
+    smallSize: 1 * MiB,
+    latencySize: 2 * MiB,
+    streams: 100,
+    streamSize: 4 * MiB,
+    runs: 2,
+    sideRuns: 1,
+    concurrentRuns: 1,
+    soakSmallFiles: 8,
+    soakMs: 10_000,
+    latencyDelayMs: 20
+  }
+  : {
+    quick,
+    bigSize: 1 * GiB,
+    httpSize: 256 * MiB,
+    smallSize: 1 * MiB,
+    latencySize: 4 * MiB,
+    streams: 100,
+    streamSize: 16 * MiB,
+    runs: 5,
+    sideRuns: 3,
+    concurrentRuns: 3,
+    soakSmallFiles: 8,
+    soakMs: 60_000,
+    latencyDelayMs: 20
+  }
+
+const root = NodePath.resolve(import.meta.dirname, "..")
+/** Quick and partial runs write to `results/dev/` (never committed), so they never overwrite a full run's report. */
+const resultsDir = NodePath.join(root, "bench", "results", ...(quick || only !== undefined ? ["dev"] : []))
+const benchStart = performance.now()
+
+const log = (line: string) =>
+  process.stderr.write(`[${((performance.now() - benchStart) / 1000).toFixed(0).padStart(4)} s] ${line}\n`)
+
+const machineInfo = (): MachineInfo => {
+  let commit = "unknown"
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim()
+  } catch {
+    commit = "unknown"
+  }
+  return {
+    cpus: NodeOs.cpus()[0]?.model ?? "unknown CPU",
+    cores: NodeOs.cpus().length,
+    memoryGb: NodeOs.totalmem() / 1e9,
+    node: process.version,
+    os: `${NodeOs.type()} ${NodeOs.release()}`,
+    commit
+  }
+}
+
+/** One variant of a scenario. */
+interface Variant {
+  readonly id: string
+  readonly label: string
+  /** Bytes one run must move. */
+  readonly bytes: number
+  /** How many runs: `config.runs` for the main comparisons, `config.sideRuns` for the others. */
+  readonly runs: number
+  /** The child to run; `scratch` is a fresh directory for this run's outputs. */
+  readonly spec: (scratch: string) => ChildSpec
+  /** Checks what the run left in `scratch`; a message when it is wrong. */
+  readonly check?: (scratch: string) => string | undefined
+}
+
+const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "streaming-reader-bench-"))
+let runnersDir = ""
+
+const cleanUp = () => {
+  killAll()
+  remove(tmp)
+  if (runnersDir === "") return
+  remove(runnersDir)
+  try {
+    NodeFs.rmdirSync(NodePath.dirname(runnersDir))
+  } catch {
+    // `node_modules/.cache` holds other tools' caches too: left as it is.
+  }
+}
+process.on("exit", cleanUp)
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`)
+    cleanUp()
+    process.exit(130)
+  })
+}
+
+const defaultTimeoutMs = 180_000
+
+const plain = (job: PlainJob, nodeFlags: ReadonlyArray<string> = []): ChildSpec => ({
+  args: [...nodeFlags, NodePath.join(runnersDir, "plain.js"), JSON.stringify(job)],
+  cwd: root,
+  timeoutMs: defaultTimeoutMs,
+  expectResult: true
+})
+
+const effect = (
+  job: EffectJob,
+  env: Readonly<Record<string, string>> = {},
+  nodeFlags: ReadonlyArray<string> = [],
+  timeoutMs = defaultTimeoutMs
+): ChildSpec => ({
+  args: [...nodeFlags, NodePath.join(runnersDir, "effect.js"), JSON.stringify(job)],
+  env,
+  cwd: root,
+  timeoutMs,
+  expectResult: true
+})
+
+const outputSize = (expected: number) => (scratch: string) => {
+  const size = NodeFs.statSync(NodePath.join(scratch, "out.bin"), { throwIfNoEntry: false })?.size
+  return size === expected ? undefined : `output has ${size ?? "no"} bytes, expected ${expected}`
+}
+
+const copyJob = (src: string, scratch: string, stack: StackName = "enhanced"): EffectJob => ({
+  kind: "copy",
+  stack,
+  src,
+  out: NodePath.join(scratch, "out.bin"),
+  statePath: NodePath.join(scratch, "state.db")
+})
+
+const results: BenchResults = {
+  config,
+  machine: machineInfo(),
+  startedAt: new Date(),
+  finishedAt: new Date(),
+  variants: new Map(),
+  profiles: [],
+  scenarioErrors: [],
+  durations: []
+}
+
+const summary = (outcome: ChildOutcome, variant: Variant) => {
+  if (!outcome.ok) return `FAILED: ${outcome.error ?? ""}`
+  const result = outcome.result
+  if (result === undefined) {
+    return `${(outcome.wallMs / 1000).toFixed(2)} s whole process (${mbPerSec(variant.bytes, outcome.wallMs).toFixed(0)} MB/s)`
+  }
+  const warm = result.warm === undefined ? "" : ` (2nd pass ${mbPerSec(result.bytes, result.warm.ms).toFixed(0)})`
+  return `${mbPerSec(result.bytes, result.ms).toFixed(0)} MB/s${warm}, RSS idle ${(result.idleRss / MB).toFixed(0)} MB, peak +${
+    ((result.peakRss - result.idleRss) / MB).toFixed(1)
+  } MB, ${(outcome.wallMs / 1000).toFixed(1)} s in all`
+}
+
+/**
+ * Runs the variants in rounds, alternating (A B C A B C …), each run in a fresh process; a
+ * variant takes part in the first `variant.runs` rounds.
+ */
+const runRounds = async (scenario: string, variants: ReadonlyArray<Variant>) => {
+  for (const variant of variants) {
+    const entry: VariantRuns = { id: variant.id, label: variant.label, bytes: variant.bytes, outcomes: [] }
+    results.variants.set(variant.id, entry)
+  }
+  const rounds = Math.max(0, ...variants.map((variant) => variant.runs))
+  for (let round = 1; round <= rounds; round++) {
+    for (const variant of variants.filter((v) => v.runs >= round)) {
+      const scratch = NodeFs.mkdtempSync(NodePath.join(tmp, "run-"))
+      let outcome = await runChild(variant.spec(scratch))
+      if (outcome.ok) {
+        const moved = outcome.result?.bytes
+        const problem = moved !== undefined && Number.isFinite(variant.bytes) && moved !== variant.bytes
+          ? `moved ${moved} bytes, expected ${variant.bytes}`
+          : variant.check?.(scratch)
+        if (problem !== undefined) outcome = { ...outcome, ok: false, error: problem }
+      }
+      remove(scratch)
+      results.variants.get(variant.id)!.outcomes.push(outcome)
+      log(`[${scenario} ${round}/${variant.runs}] ${variant.label}: ${summary(outcome, variant)}`)
+    }
+  }
+}
+
+/** Runs one scenario; a failure is recorded, not thrown. */
+const scenario = async (name: (typeof scenarioNames)[number], body: () => Promise<void>) => {
+  if (only !== undefined && !only.includes(name)) return
+  const startedAt = performance.now()
+  log(`scenario ${name}`)
+  try {
+    await body()
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error)
+    results.scenarioErrors.push({ scenario: name, error: message })
+    log(`scenario ${name} FAILED: ${message}`)
+  }
+  results.durations.push({ scenario: name, seconds: (performance.now() - startedAt) / 1000 })
+}
+
+/** The data files of every scenario. */
+interface DataFiles {
+  readonly big: string
+  readonly http: string
+  readonly tiny: string
+  readonly latency: string
+  /** Hard links to one `streamSize` file. */
+  readonly streams: ReadonlyArray<string>
+}
+
+const makeData = async (): Promise<DataFiles> => {
+  const dataDir = NodePath.join(tmp, "data")
+  NodeFs.mkdirSync(dataDir)
+  const at = (name: string) => NodePath.join(dataDir, name)
+  const files: DataFiles = {
+    big: at("big.bin"),
+    http: at("http.bin"),
+    tiny: at("tiny.bin"),
+    latency: at("latency.bin"),
+    streams: Array.from({ length: config.streams }, (_, i) => at(`stream-${String(i).padStart(3, "0")}.bin`))
+  }
+  await makeRandomFile(files.big, config.bigSize)
+  await makeRandomFile(files.http, config.httpSize)
+  await makeRandomFile(files.tiny, config.smallSize)
+  await makeRandomFile(files.latency, config.latencySize)
+  await makeRandomFile(files.streams[0]!, config.streamSize)
+  for (const link of files.streams.slice(1)) NodeFs.linkSync(files.streams[0]!, link)
+  for (const path of [files.big, files.http, files.tiny, files.latency, files.streams[0]!]) await warm(path)
+  return files
+}
+
+const flags = [
+  ["no-adaptive", "ADAPTIVE_CHUNKS", "adaptive chunks"],
+  ["no-budget", "MEMORY_BUDGET", "memory budget"],
+  ["no-backpressure", "BACKPRESSURE", "backpressure"],
+  ["no-rate", "RATE_LIMIT", "rate limiter"],
+  ["no-retries", "RETRIES", "retries"],
+  ["no-checkpoints", "CHECKPOINTS", "checkpoints"]
+] as const
+
+const copyScenario = (files: DataFiles) => {
+  const size = config.bigSize
+  const copy = (id: string, label: string, runs: number, spec: (scratch: string) => ChildSpec): Variant => ({
+    id,
+    label,
+    bytes: size,
+    runs,
+    spec,
+    check: outputSize(size)
+  })
+  return runRounds("copy", [
+    copy(
+      "copy.pipeline",
+      "stream.pipeline(createReadStream, createWriteStream), defaults",
+      config.runs,
+      (scratch) => plain({ kind: "pipeline-copy", src: files.big, out: NodePath.join(scratch, "out.bin"), warm: true })
+    ),
+    copy("copy.cli", "CLI `read --out --quiet` (enhanced, no hash)", config.runs, (scratch) => ({
+      args: [
+        NodePath.join(root, "dist", "programs", "main.js"),
+        "read",
+        files.big,
+        "--out",
+        NodePath.join(scratch, "out.bin"),
+        "--quiet",
+        "--state",
+        NodePath.join(scratch, "state.db")
+      ],
+      cwd: root,
+      timeoutMs: defaultTimeoutMs,
+      expectResult: false
+    })),
+    copy(
+      "copy.enhanced",
+      "copyToFile, enhanced, all features on",
+      config.runs,
+      (scratch) => effect({ ...copyJob(files.big, scratch), warm: true })
+    ),
+    ...flags.map(([id, flag, name]) =>
+      copy(
+        `copy.${id}`,
+        `copyToFile, enhanced, ${name} off`,
+        config.sideRuns,
+        (scratch) => effect(copyJob(files.big, scratch), { [`STREAMING_READER_${flag}`]: "false" })
+      )
+    )
+  ])
+}
+
+const readScenario = (files: DataFiles) => {
+  const read = (
+    id: string,
+    label: string,
+    runs: number,
+    spec: (job: EffectJob & { readonly kind: "read" }) => ChildSpec,
+    options: {
+      readonly reuseBuffers: boolean
+      readonly stack?: StackName
+      readonly chunkSize?: number
+      readonly warm?: boolean
+    }
+  ): Variant => ({
+    id,
+    label,
+    bytes: config.bigSize,
+    runs,
+    spec: () => spec({ kind: "read", stack: "enhanced", src: files.big, ...options })
+  })
+  const plainRead = (id: string, label: string, chunk: number): Variant => ({
+    id,
+    label,
+    bytes: config.bigSize,
+    runs: config.runs,
+    spec: () => plain({ kind: "fh-read", src: files.big, chunk, warm: true })
+  })
+  const fixed = (job: EffectJob) => effect(job, { STREAMING_READER_ADAPTIVE_CHUNKS: "false" })
+  return runRounds("read", [
+    plainRead("read.fh64", "FileHandle.read loop, 64 KiB", 64 * KiB),
+    plainRead("read.fh256", "FileHandle.read loop, 256 KiB", 256 * KiB),
+    read("read.enhanced", "reader, enhanced, default options", config.runs, effect, { reuseBuffers: false, warm: true }),
+    read("read.enhanced-reuse", "reader, enhanced, reuseBuffers", config.runs, effect, { reuseBuffers: true, warm: true }),
+    {
+      id: "read.platform",
+      label: "@effect/platform FileSystem.stream",
+      bytes: config.bigSize,
+      runs: config.sideRuns,
+      spec: () => effect({ kind: "platform-read", src: files.big })
+    },
+    read("read.basic", "reader, BasicStack (64 KiB fixed)", config.sideRuns, effect, {
+      reuseBuffers: false,
+      stack: "basic"
+    }),
+    read("read.enhanced-reuse-64k", "reader, enhanced, reuseBuffers, fixed 64 KiB", config.sideRuns, fixed, {
+      reuseBuffers: true
+    }),
+    read("read.enhanced-reuse-256k", "reader, enhanced, reuseBuffers, fixed 256 KiB", config.sideRuns, fixed, {
+      reuseBuffers: true,
+      chunkSize: 256 * KiB
+    })
+  ])
+}
+
+const httpScenario = async (files: DataFiles) => {
+  const server = await startServer([NodePath.join(runnersDir, "server.js"), NodePath.dirname(files.http)], root)
+  try {
+    const origin = `http://127.0.0.1:${server.port}`
+    const url = `${origin}/${NodePath.basename(files.http)}`
+    const read = (id: string, label: string, runs: number, reuseBuffers: boolean, stack: StackName): Variant => ({
+      id,
+      label,
+      bytes: config.httpSize,
+      runs,
+      spec: () => effect({ kind: "read", stack, src: url, reuseBuffers, warm: runs === config.runs })
+    })
+    await runRounds("http", [
+      {
+        id: "http.fetch",
+        label: "fetch (undici), body drained",
+        bytes: config.httpSize,
+        runs: config.runs,
+        spec: () => plain({ kind: "fetch-read", url, warm: true })
+      },
+      read("http.enhanced", "reader, enhanced, default options", config.runs, false, "enhanced"),
+      read("http.enhanced-reuse", "reader, enhanced, reuseBuffers", config.sideRuns, true, "enhanced"),
+      read("http.basic", "reader, BasicStack (64 KiB fixed)", config.sideRuns, false, "basic")
+    ])
+    const delayed = `${origin}/${NodePath.basename(files.latency)}?delayMs=${config.latencyDelayMs}`
+    await runRounds("http latency", [
+      {
+        id: "latency.http",
+        label: `reader, enhanced, HTTP with ${config.latencyDelayMs} ms per 64 KiB`,
+        bytes: config.latencySize,
+        runs: config.sideRuns,
+        spec: () => effect({ kind: "read", stack: "enhanced", src: delayed, reuseBuffers: false })
+      }
+    ])
+  } finally {
+    server.stop()
+  }
+}
+
+const memoryScenario = (files: DataFiles) =>
+  runRounds("memory", [
+    {
+      id: "rss.copy-1mib",
+      label: "copyToFile, enhanced, all features on, 1 MiB",
+      bytes: config.smallSize,
+      runs: config.runs,
+      spec: (scratch) => effect(copyJob(files.tiny, scratch)),
+      check: outputSize(config.smallSize)
+    },
+    {
+      id: "rss.pipeline-1mib",
+      label: "stream.pipeline, defaults, 1 MiB",
+      bytes: config.smallSize,
+      runs: config.runs,
+      spec: (scratch) => plain({ kind: "pipeline-copy", src: files.tiny, out: NodePath.join(scratch, "out.bin") }),
+      check: outputSize(config.smallSize)
+    }
+  ])
+
+const concurrentScenario = (files: DataFiles) =>
+  runRounds("concurrent", [
+    {
+      id: "concurrent.100",
+      label: `${config.streams} concurrent streams, enhanced, default options`,
+      bytes: config.streams * config.streamSize,
+      runs: config.concurrentRuns,
+      spec: () => effect({ kind: "concurrent", sources: files.streams })
+    }
+  ])
+
+const soakScenario = (files: DataFiles) =>
+  runRounds("soak", [
+    {
+      id: "soak",
+      label: `soak, ${config.soakMs / 1000} s of reads`,
+      bytes: Number.NaN,
+      runs: 1,
+      spec: () =>
+        effect(
+          { kind: "soak", sources: [files.big, ...files.streams.slice(0, config.soakSmallFiles)], durationMs: config.soakMs },
+          {},
+          ["--expose-gc"],
+          config.soakMs + 120_000
+        )
+    }
+  ])
+
+/** Runs one job twice in one process under `node --cpu-prof` and summarises each pass. */
+const profileOne = async (label: string, spec: (scratch: string, nodeFlags: ReadonlyArray<string>) => ChildSpec) => {
+  const scratch = NodeFs.mkdtempSync(NodePath.join(tmp, "profile-"))
+  try {
+    const outcome = await runChild(spec(scratch, ["--cpu-prof", `--cpu-prof-dir=${scratch}`]))
+    const result = outcome.result
+    if (!outcome.ok || result === undefined) throw new Error(`${label}: ${outcome.error ?? "no result"}`)
+    const file = NodeFs.readdirSync(scratch).find((name) => name.endsWith(".cpuprofile"))
+    if (file === undefined) throw new Error(`${label}: no .cpuprofile written`)
+    const path = NodePath.join(scratch, file)
+    const passes = [{
+      pass: "first pass (cold)",
+      summary: summariseProfile(path, root, result.windowUs),
+      mbPerSec: mbPerSec(result.bytes, result.ms)
+    }]
+    if (result.warm !== undefined) {
+      passes.push({
+        pass: "second pass (warm)",
+        summary: summariseProfile(path, root, result.warm.windowUs),
+        mbPerSec: mbPerSec(result.bytes, result.warm.ms)
+      })
+    }
+    results.profiles.push({ label, passes })
+    log(`[profile] ${label}: ${passes.map((p) => `${p.pass} ${p.mbPerSec.toFixed(0)} MB/s`).join(", ")}`)
+  } finally {
+    remove(scratch)
+  }
+}
+
+const profileScenario = async (files: DataFiles) => {
+  await profileOne(
+    "copyToFile, enhanced, all features on",
+    (scratch, flags) => effect({ ...copyJob(files.big, scratch), warm: true }, {}, flags)
+  )
+  await profileOne(
+    "stream.pipeline copy, defaults (reference)",
+    (scratch, flags) =>
+      plain({ kind: "pipeline-copy", src: files.big, out: NodePath.join(scratch, "out.bin"), warm: true }, flags)
+  )
+  await profileOne(
+    "reader, enhanced, reuseBuffers (read-only)",
+    (_, flags) => effect({ kind: "read", stack: "enhanced", src: files.big, reuseBuffers: true, warm: true }, {}, flags)
+  )
+}
+
+const writeResults = (final: BenchResults = { ...results, finishedAt: new Date() }) => {
+  NodeFs.mkdirSync(resultsDir, { recursive: true })
+  if (quick || only !== undefined) NodeFs.writeFileSync(NodePath.join(resultsDir, ".gitignore"), "*\n")
+  NodeFs.writeFileSync(NodePath.join(resultsDir, "REPORT.md"), renderReport(final))
+  NodeFs.writeFileSync(NodePath.join(resultsDir, "throughput.svg"), renderThroughputChart(final))
+  NodeFs.writeFileSync(NodePath.join(resultsDir, "rss.svg"), renderRssChart(final))
+  NodeFs.writeFileSync(
+    NodePath.join(resultsDir, "results.json"),
+    JSON.stringify({ ...final, variants: [...final.variants.values()] })
+  )
+}
+
+/** Reads a `results.json` back (to render the report again without measuring). */
+const readResults = (path: string): BenchResults => {
+  const raw = JSON.parse(NodeFs.readFileSync(path, "utf8")) as Omit<BenchResults, "variants" | "startedAt" | "finishedAt"> & {
+    readonly variants: ReadonlyArray<VariantRuns>
+    readonly startedAt: string
+    readonly finishedAt: string
+  }
+  return {
+    ...raw,
+    startedAt: new Date(raw.startedAt),
+    finishedAt: new Date(raw.finishedAt),
+    variants: new Map(raw.variants.map((variant) => [variant.id, variant]))
+  }
+}
+
+const main = async () => {
+  const render = process.env.BENCH_RENDER
+  if (render !== undefined) {
+    writeResults(readResults(render))
+    log(`rendered ${render} into ${NodePath.relative(root, resultsDir)}/`)
+    return
+  }
+  log(`${quick ? "QUICK" : "full"} bench in ${tmp}`)
+  runnersDir = compileRunners(root)
+  if (!NodeFs.existsSync(NodePath.join(root, "dist", "programs", "main.js"))) {
+    throw new Error("dist/ is missing: run `npm run build` first (`npm run bench` does)")
+  }
+  const setupStart = performance.now()
+  log("writing and caching the data files")
+  const files = await makeData()
+  results.durations.push({ scenario: "setup", seconds: (performance.now() - setupStart) / 1000 })
+  await scenario("copy", () => copyScenario(files))
+  await scenario("read", () => readScenario(files))
+  await scenario("http", () => httpScenario(files))
+  await scenario("memory", () => memoryScenario(files))
+  await scenario("concurrent", () => concurrentScenario(files))
+  await scenario("soak", () => soakScenario(files))
+  await scenario("profile", () => profileScenario(files))
+  writeResults()
+  log(`done: ${NodePath.relative(root, NodePath.join(resultsDir, "REPORT.md"))}`)
+}
+
+main()
+  .catch((error) => {
+    log(`bench failed: ${error instanceof Error ? error.stack : String(error)}`)
+    process.exitCode = 1
+  })
+  .finally(cleanUp)
