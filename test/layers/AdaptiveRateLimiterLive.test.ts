@@ -6,18 +6,8 @@ import type { StreamRateLimiter } from "../../src/services/AdaptiveRateLimiter.j
 import { BackpressureController } from "../../src/services/BackpressureController.js"
 import type { PressureLevel } from "../../src/services/BackpressureController.js"
 import { GiB, KiB, MiB } from "../../src/services/ReadOptions.js"
+import { FakeController } from "../support/pressure.js"
 
-/** A controller whose level the test sets. */
-const FakeController = Layer.effect(
-  BackpressureController,
-  Effect.map(SubscriptionRef.make<PressureLevel>("none"), (level) =>
-    BackpressureController.of({
-      level,
-      trackStream: Effect.void,
-      reportConsumer: () => Effect.void,
-      refresh: SubscriptionRef.get(level)
-    }))
-)
 
 const TestEnv = AdaptiveRateLimiterLive.layer().pipe(Layer.provideMerge(FakeController))
 
