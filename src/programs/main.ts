@@ -3,9 +3,10 @@
  * command's exit code.
  */
 import { Command } from "@effect/cli"
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Layer } from "effect"
+import { Cause, Console, Effect, Exit } from "effect"
+import type { ConfigError } from "effect"
+import type { CheckpointStoreError } from "../services/CheckpointStore.js"
 import * as JobQueuePg from "../layers/JobQueuePg.js"
 import { EnhancedStack, PlatformLive } from "../layers/Stacks.js"
 import { ExitCode, readConfig, runRead } from "./cli.js"
@@ -14,27 +15,24 @@ import { enqueueConfig, jobsConfig, runEnqueue, runJobs, runWorker, workerConfig
 
 const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
+/** A stack that could not be built (an unusable checkpoint database, a bad flag value): one line, then `code`. */
+const stackFailed = (code: number) => (error: CheckpointStoreError | ConfigError.ConfigError) =>
+  Effect.as(
+    Console.error(`streaming-reader: ${error._tag === "CheckpointStoreError" ? error.message : String(error)}`),
+    code
+  )
+
 const read = Command.make("read", readConfig, (command) =>
   runRead(command).pipe(
     Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit, statePath: command.state })),
-    Effect.catchAll((error) =>
-      Effect.zipRight(
-        Console.error(`streaming-reader: ${error._tag === "CheckpointStoreError" ? error.message : String(error)}`),
-        Effect.succeed(ExitCode.BadInput)
-      )
-    ),
+    Effect.catchAll(stackFailed(ExitCode.BadInput)),
     Effect.flatMap(setExitCode)
   )).pipe(Command.withDescription("copy one or more sources (file path or http(s) URL) to files, resumably"))
 
 const demoWith = (size?: number) =>
   runDemo(size === undefined ? {} : { size }).pipe(
     Effect.provide(EnhancedStack()),
-    Effect.catchAll((error) =>
-      Effect.zipRight(
-        Console.error(`streaming-reader: ${error._tag === "CheckpointStoreError" ? error.message : String(error)}`),
-        Effect.succeed(ExitCode.ReadFailed)
-      )
-    ),
+    Effect.catchAll(stackFailed(ExitCode.ReadFailed)),
     Effect.flatMap(setExitCode)
   )
 
@@ -85,7 +83,7 @@ const program = cli(process.argv).pipe(
       setExitCode(ExitCode.ReadFailed)
     )
   ),
-  Effect.provide(Layer.mergeAll(PlatformLive, NodeContext.layer))
+  Effect.provide(PlatformLive)
 )
 
 NodeRuntime.runMain(program, {
