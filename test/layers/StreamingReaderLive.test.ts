@@ -225,6 +225,31 @@ describe("StreamingReader (enhanced)", () => {
     }))
 })
 
+describe("hooks", () => {
+  it.scoped("beforeCheckpoint runs before every checkpoint is saved (the --durable flush)", () =>
+    Effect.gen(function*() {
+      const bytes = testBytes(640 * KiB, 14)
+      const { context } = yield* faultyEnv(bytes, [])
+      const reader = Context.get(context, StreamingReader)
+      const store = Context.get(context, CheckpointStore)
+      const seenBySaves: Array<number> = []
+      const beforeCheckpoint = Effect.map(
+        store.load({ source, destination }),
+        (saved) => void seenBySaves.push(Option.match(saved, { onNone: () => -1, onSome: (c) => c.offset }))
+      ).pipe(Effect.orDie)
+      const session = yield* reader.open(source, { ...fastRetries, maxChunk: 32 * KiB, destination, checkpointEvery: 2 }, {
+        beforeCheckpoint
+      })
+      const chunks = yield* Stream.runCollect(session.stream)
+      assert.strictEqual(chunks.length, 20)
+      assert.strictEqual(seenBySaves[0], -1, "the first flush comes before the first save")
+      assert.isAtLeast(seenBySaves.length, 1 + 9, "one at the start, then one every 2 chunks")
+      for (let i = 2; i < seenBySaves.length; i++) {
+        assert.isAbove(seenBySaves[i]!, seenBySaves[i - 1]!, "each flush sees the previous save, not the next")
+      }
+    }))
+})
+
 describe("memory budget", () => {
   it.scopedLive("reads stopped early give back every byte they reserved, the chunk read ahead included", () =>
     Effect.gen(function*() {
