@@ -116,7 +116,10 @@ const hashObject = (seed: number, size: number): Effect.Effect<string> =>
     return hash.digest("hex")
   })
 
-const parseRange = (header: string | undefined): { readonly start: number; readonly end: number | undefined } | undefined => {
+/** Parses a `Range: bytes=start-[end]` request header (one range); `undefined` when absent or not of that form. */
+export const parseRangeHeader = (
+  header: string | undefined
+): { readonly start: number; readonly end: number | undefined } | undefined => {
   if (header === undefined) return undefined
   const match = /^bytes=(\d+)-(\d*)$/.exec(header.trim())
   if (match === null) return undefined
@@ -180,7 +183,7 @@ export const makeDemoServer = (options: DemoServerOptions = {}): Effect.Effect<D
         "etag": etag,
         "last-modified": lastModified
       }
-      const range = parseRange(req.headers.range)
+      const range = parseRangeHeader(req.headers.range)
       const ifRange = req.headers["if-range"]
       const rangeApplies = range !== undefined && (ifRange === undefined || ifRange === etag)
       let status = 200

@@ -7,6 +7,7 @@ import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import type { Socket } from "node:net"
+import { parseRangeHeader } from "../../src/programs/demoServer.js"
 
 /** How the data path (`/file`) answers; every field can be changed while the server runs. */
 export interface ServeOptions {
@@ -148,7 +149,7 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
         if (etag !== undefined) headers["etag"] = etag
         if (lastModified !== undefined) headers["last-modified"] = lastModified
 
-        const range = options.ignoreRange ? undefined : parseRange(req.headers.range)
+        const range = options.ignoreRange ? undefined : parseRangeHeader(req.headers.range)
         const ifRangeHeader = req.headers["if-range"]
         const ifRange = Array.isArray(ifRangeHeader) ? ifRangeHeader[0] : ifRangeHeader
         const rangeApplies = range !== undefined &&
@@ -275,11 +276,3 @@ export const unusedPort: Effect.Effect<number> = Effect.async<number>((resume) =
   })
 })
 
-const parseRange = (header: string | undefined): { readonly start: number; readonly end: number | undefined } | undefined => {
-  if (header === undefined) return undefined
-  const match = /^bytes=(\d+)-(\d*)$/.exec(header.trim())
-  if (match === null) return undefined
-  const start = Number(match[1])
-  const end = match[2] === "" ? undefined : Number(match[2])
-  return end !== undefined && end < start ? undefined : { start, end }
-}
