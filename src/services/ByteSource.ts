@@ -181,8 +181,9 @@ export interface SourceCursor {
   readonly identity: SourceIdentity
   /**
    * The next bytes, at most `maxBytes` and at least one; an empty array at the end of the
-   * source. When `into` is given (at least `maxBytes` long) a source that reads into memory it
-   * does not own (a file) reads into it and returns a view of it; others may ignore it.
+   * source. When `into` is given (at least `maxBytes` long), a source that would otherwise
+   * allocate for the pull (a file read, HTTP pieces joined) uses it and returns a view of it;
+   * others may ignore it.
    */
   readonly pull: (maxBytes: number, into?: Uint8Array) => Effect.Effect<Uint8Array, SourceError>
 }

@@ -108,6 +108,19 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         assert.strictEqual(server.requestLog()[0]!.headers.range, `bytes=${offset}-`)
       }))
 
+    it.scoped("pieces joined for one pull are joined into the buffer the caller gives, not a new one", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body, writeChunk: 16 * KiB })
+        const cursor = yield* (yield* httpSource(server.url())).readFrom(0)
+        const into = new Uint8Array(256 * KiB)
+        const first = yield* cursor.pull(200 * KiB, into)
+        assert.strictEqual(first.buffer, into.buffer)
+        assertBytes(first, body.subarray(0, 200 * KiB))
+        const second = yield* cursor.pull(100 * KiB)
+        assert.notStrictEqual(second.buffer, into.buffer)
+        assertBytes(second, body.subarray(200 * KiB, 300 * KiB))
+      }))
+
     it.scoped("a 416 at the end of the source is a cursor already at the end", () =>
       Effect.gen(function*() {
         const server = yield* makeTestServer({ body })

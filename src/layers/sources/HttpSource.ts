@@ -248,7 +248,8 @@ const makeCursor = (
     })
   })
 
-  const take = (maxBytes: number): Effect.Effect<Uint8Array, TransientReadError> =>
+  /** The next `maxBytes` of the body; pieces that must be joined are joined into `into` when given. */
+  const take = (maxBytes: number, into: Uint8Array | undefined): Effect.Effect<Uint8Array, TransientReadError> =>
     Effect.gen(function*() {
       const want = Math.min(maxBytes, end - delivered)
       if (want <= 0) return empty
@@ -282,7 +283,7 @@ const makeCursor = (
         out = parts[0]!.subarray(0, size)
         leftover = parts[0]!.subarray(size)
       } else {
-        out = new Uint8Array(size)
+        out = into !== undefined && into.byteLength >= size ? into.subarray(0, size) : new Uint8Array(size)
         let filled = 0
         for (const part of parts) {
           const n = Math.min(part.byteLength, size - filled)
@@ -297,10 +298,7 @@ const makeCursor = (
 
   return {
     identity,
-    pull: (maxBytes) =>
-      Effect.suspend(() => {
-        return take(Math.max(1, Math.floor(maxBytes)))
-      })
+    pull: (maxBytes, into) => Effect.suspend(() => take(Math.max(1, Math.floor(maxBytes)), into))
   }
 }
 
