@@ -310,7 +310,10 @@ describe.skipIf(skipPostgres)("workers sharing jobs through PostgreSQL (end to e
         const row = JSON.parse(handedBack.stdout) as Job
         assert.deepInclude(row, { state: "queued", owner: null, attempts: 0, epoch: 1 })
         assert.isAbove(row.offset!, 0, "the checkpoint is kept")
-        assert.strictEqual(row.offset, sizeOf(bigOut), "the last checkpoint vouches for every byte written")
+        // The checkpoint never runs ahead of the output; it may lag by the one chunk written
+        // but not yet acknowledged when the signal came (the resume cuts the output back to it).
+        assert.isAtMost(row.offset!, sizeOf(bigOut), "the last checkpoint vouches only for bytes written")
+        assert.isAtMost(sizeOf(bigOut) - row.offset!, 256 * KiB, "at most one chunk is read again")
 
         const b = yield* startWorker(url, "B")
         yield* waitFor("B to finish big.bin", () => b.events().find((e) => e.event === "done" && e.job === 2))
