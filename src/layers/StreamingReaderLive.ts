@@ -186,6 +186,7 @@ export const make = Effect.gen(function*() {
     const readChunk = Effect.gen(function*() {
       const size = yield* sizing.next
       const reservation = yield* memory.reserve(size)
+      yield* Effect.flatMap(memory.inUse, metrics.budgetInUse)
       yield* rate.take(reservation.bytes)
       const buffer = options.reuseBuffers ? buffers.take(reservation.bytes) : undefined
       const startedAt = yield* nowMs

@@ -49,6 +49,7 @@ describe("observability", () => {
       assert.include(text, `streaming_reader_recoveries_total${label} 1`)
       assert.include(text, `streaming_reader_streams_succeeded_total${label} 1`)
       assert.include(text, "# TYPE streaming_reader_chunk_latency_ms summary")
+      assert.match(text, /\nstreaming_reader_budget_bytes [1-9]\d*\n/, "the budget in use is recorded")
       assert.match(text, /streaming_reader_chunk_latency_ms\{source="[^"]+",quantile="0.95"\} [\d.]+/)
     }))
 })
