@@ -17,6 +17,7 @@ import {
   TransientReadError
 } from "../../services/ByteSource.js"
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
+import { rechunk } from "./rechunk.js"
 
 /** Redirects followed per attempt before the last 3xx answer becomes an `HttpStatusError`. */
 export const maxRedirects = 5
@@ -176,8 +177,6 @@ const makeEndCursor = (identity: SourceIdentity): SourceCursor => ({
   pull: () => Effect.succeed(new Uint8Array(0))
 })
 
-const empty = new Uint8Array(0)
-
 /**
  * A cursor over one response body. `bodyStart` is the absolute offset of the body's first
  * byte, `offset` the first byte to deliver (bytes before it are discarded: a server that
@@ -192,8 +191,6 @@ const makeCursor = (
   end: number
 ): SourceCursor => {
   let bodyPosition = bodyStart // absolute offset of the next body byte not yet taken from the stream
-  let delivered = offset // absolute offset of the next byte to hand out
-  let leftover: Uint8Array = empty // taken from the stream, not yet handed out
   let queue: ReadonlyArray<Uint8Array> = []
   let queueIndex = 0
   let bodyDone = false
@@ -248,57 +245,11 @@ const makeCursor = (
     })
   })
 
-  /** The next `maxBytes` of the body; pieces that must be joined are joined into `into` when given. */
-  const take = (maxBytes: number, into: Uint8Array | undefined): Effect.Effect<Uint8Array, TransientReadError> =>
-    Effect.gen(function*() {
-      const want = Math.min(maxBytes, end - delivered)
-      if (want <= 0) return empty
-      if (leftover.byteLength >= want) {
-        const out = leftover.subarray(0, want)
-        leftover = leftover.subarray(want)
-        delivered += want
-        return out
-      }
-      const parts: Array<Uint8Array> = []
-      let have = 0
-      if (leftover.byteLength > 0) {
-        parts.push(leftover)
-        have = leftover.byteLength
-        leftover = empty
-      }
-      while (have < want) {
-        const next = yield* nextSlice.pipe(
-          // hand out what arrived before a failure; the failure is kept for the next pull
-          Effect.catchAll((error) => have === 0 ? Effect.fail(error) : Effect.succeed(undefined))
-        )
-        if (next === undefined) break
-        parts.push(next)
-        have += next.byteLength
-      }
-      const size = Math.min(want, have)
-      let out: Uint8Array
-      if (parts.length === 0) {
-        out = empty
-      } else if (parts.length === 1) {
-        out = parts[0]!.subarray(0, size)
-        leftover = parts[0]!.subarray(size)
-      } else {
-        out = into !== undefined && into.byteLength >= size ? into.subarray(0, size) : new Uint8Array(size)
-        let filled = 0
-        for (const part of parts) {
-          const n = Math.min(part.byteLength, size - filled)
-          out.set(n === part.byteLength ? part : part.subarray(0, n), filled)
-          filled += n
-          if (n < part.byteLength) leftover = part.subarray(n)
-        }
-      }
-      delivered += size
-      return out
-    })
+  const take = rechunk(nextSlice)
 
   return {
     identity,
-    pull: (maxBytes, into) => Effect.suspend(() => take(Math.max(1, Math.floor(maxBytes)), into))
+    pull: (maxBytes, into) => take(Math.max(1, Math.floor(maxBytes)), into)
   }
 }
 

@@ -42,13 +42,15 @@ export const openReadable = (name: string, readable: Readable) =>
     ).pipe(Stream.toPull)
     const pull = rechunk(
       pullNext.pipe(
-        Effect.map((chunk) => Option.some(chunk.length === 1 ? Chunk.unsafeHead(chunk) : Buffer.concat(Array.from(chunk)))),
-        Effect.catchAll(Option.match({ onNone: () => Effect.succeed(Option.none()), onSome: Effect.fail }))
+        Effect.map((chunk): Uint8Array | undefined =>
+          chunk.length === 1 ? Chunk.unsafeHead(chunk) : Buffer.concat(Array.from(chunk))
+        ),
+        Effect.catchAll(Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))
       )
     )
     let position = 0
-    const counted = (maxBytes: number) =>
-      Effect.map(pull(maxBytes), (bytes) => {
+    const counted = (maxBytes: number, into?: Uint8Array) =>
+      Effect.map(pull(maxBytes, into), (bytes) => {
         position += bytes.length
         return bytes
       })
