@@ -75,17 +75,18 @@ export const make = (
 
       const limiter: StreamRateLimiter = {
         // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
-        take: buckets.length === 0 ? () => Effect.void : Effect.fnUntraced(function*(bytes: number) {
-          if (!(bytes > 0)) return
+        take: buckets.length === 0 ? Effect.succeed : Effect.fnUntraced(function*(bytes: number) {
+          if (!(bytes > 0)) return bytes
           const factor = pressureFactor(yield* SubscriptionRef.get(controller.level))
-          yield* Effect.uninterruptibleMask((restore) =>
+          return yield* Effect.uninterruptibleMask((restore) =>
             Effect.gen(function*() {
               const nowMs = yield* Clock.currentTimeMillis
               const waitMs = Math.max(...buckets.map((bucket) => bucket.reserve(bytes, nowMs, factor)))
-              if (waitMs <= 0) return
+              if (waitMs <= 0) return bytes
               yield* restore(Effect.sleep(Duration.millis(Math.ceil(waitMs)))).pipe(
                 Effect.onInterrupt(() => Effect.sync(() => buckets.forEach((bucket) => bucket.refund(bytes))))
               )
+              return bytes
             })
           )
         })

@@ -33,7 +33,7 @@ export const UnboundedMemory: Layer.Layer<AdaptiveMemoryManager> = Layer.succeed
 /** Reads are never paced. */
 export const NoRateLimit: Layer.Layer<AdaptiveRateLimiter> = Layer.succeed(
   AdaptiveRateLimiter,
-  AdaptiveRateLimiter.of({ forStream: () => Effect.succeed({ take: () => Effect.void }) })
+  AdaptiveRateLimiter.of({ forStream: () => Effect.succeed({ take: Effect.succeed }) })
 )
 
 /** The pressure level is always `none`. */

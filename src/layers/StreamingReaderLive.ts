@@ -78,7 +78,7 @@ export const make = Effect.gen(function*() {
     const source = handle.source
     const key: CheckpointKey | undefined = options.destination === undefined
       ? undefined
-      : { source, destination: options.destination }
+      : { source: handle.checkpointKey ?? source, destination: options.destination }
     const saved = key === undefined || options.restart ? Option.none() : yield* store.load(key)
     const policy = yield* recovery.policy({ source, retries: options.retries, maxDelay: options.maxRetryDelayMs })
     const sizing = yield* sizer.make({ initial: options.chunkSize, min: options.minChunk, max: options.maxChunk })
@@ -187,10 +187,10 @@ export const make = Effect.gen(function*() {
       const size = yield* sizing.next
       const reservation = yield* memory.reserve(size)
       yield* Effect.flatMap(memory.inUse, metrics.budgetInUse)
-      yield* rate.take(reservation.bytes)
+      const allowed = yield* rate.take(reservation.bytes)
       const buffer = options.reuseBuffers ? buffers.take(reservation.bytes) : undefined
       const startedAt = yield* nowMs
-      const bytes = yield* withRecovery(pullOnce(reservation.bytes, buffer)).pipe(
+      const bytes = yield* withRecovery(pullOnce(allowed, buffer)).pipe(
         // Failed or interrupted (a read ahead cut short when the read ends): give the bytes back.
         Effect.onError(() => release({ bytes: empty, reservation, buffer, readMs: 0 }))
       )

@@ -7,8 +7,11 @@ import type { Effect } from "effect"
 
 /** The limiter of one read. */
 export interface StreamRateLimiter {
-  /** Waits until `bytes` may be read under both the read's cap and the global rate. */
-  readonly take: (bytes: number) => Effect.Effect<void>
+  /**
+   * Waits until some of `bytes` may be read under both the read's cap and the global rate and
+   * returns how many (1 to `bytes`): a rate below the chunk size gets smaller chunks, not bursts.
+   */
+  readonly take: (bytes: number) => Effect.Effect<number>
 }
 
 /** Paces reads. */

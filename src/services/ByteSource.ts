@@ -42,8 +42,20 @@ export const describeSource = (spec: SourceSpec): string =>
 export const SourceIdentity = Schema.Struct({
   size: Schema.optional(Schema.Number),
   mtimeMs: Schema.optional(Schema.Number),
+  /** A file's change time: a replacement that keeps size and mtime (`cp -p`, `rsync -a`) still changes it. */
+  ctimeMs: Schema.optional(Schema.Number),
+  /** A file's device and inode. */
+  dev: Schema.optional(Schema.Number),
+  ino: Schema.optional(Schema.Number),
   etag: Schema.optional(Schema.String),
-  lastModified: Schema.optional(Schema.String)
+  lastModified: Schema.optional(Schema.String),
+  /**
+   * `false` when no strong validator vouches for this version (an HTTP object with only a weak
+   * ETag, a Last-Modified that RFC 9110 does not deem strong, or nothing): a resume must not
+   * splice a byte range onto what was read, so it reads the object again from byte 0. Absent
+   * means the identity is strong (files, bytes, strong HTTP validators).
+   */
+  strongValidator: Schema.optional(Schema.Boolean)
 })
 
 /** What identifies one version of a source. */
@@ -51,10 +63,12 @@ export type SourceIdentity = typeof SourceIdentity.Type
 
 /** Whether two observations of a source are the same version: every field known to both must agree. */
 export const sameIdentity = (a: SourceIdentity, b: SourceIdentity): boolean =>
-  (a.size === undefined || b.size === undefined || a.size === b.size) &&
-  (a.mtimeMs === undefined || b.mtimeMs === undefined || a.mtimeMs === b.mtimeMs) &&
-  (a.etag === undefined || b.etag === undefined || a.etag === b.etag) &&
-  (a.lastModified === undefined || b.lastModified === undefined || a.lastModified === b.lastModified)
+  identityFields.every((field) => a[field] === undefined || b[field] === undefined || a[field] === b[field])
+
+const identityFields = ["size", "mtimeMs", "ctimeMs", "dev", "ino", "etag", "lastModified"] as const
+
+/** Whether a read of this version may resume at an offset (a byte range), or must read again from byte 0. */
+export const resumableAtOffset = (identity: SourceIdentity): boolean => identity.strongValidator !== false
 
 /** Nothing exists at the source's path or URL. */
 export class SourceNotFound extends Schema.TaggedError<SourceNotFound>()("SourceNotFound", {
@@ -76,10 +90,14 @@ export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDeni
 
 /** The path names a directory or another non-regular file. */
 export class NotAFile extends Schema.TaggedError<NotAFile>()("NotAFile", {
-  source: Schema.String
+  source: Schema.String,
+  /** What the path is instead: `directory`, or another kind of file. */
+  kind: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `not a regular file: ${this.source}`
+    return this.kind === "directory"
+      ? `${this.source} is a directory, not a file`
+      : `not a regular file: ${this.source}${this.kind === undefined ? "" : ` (${this.kind})`}`
   }
 }
 
@@ -190,8 +208,13 @@ export interface SourceCursor {
 
 /** An opened source. */
 export interface SourceHandle {
-  /** The source's name for messages and checkpoints, credentials redacted. */
+  /** The source's name for messages, progress, metrics and spans, credentials redacted. */
   readonly source: string
+  /**
+   * What checkpoints of this source are kept under: tells two sources apart even when their
+   * redacted names agree (a hash of the full URL, never the secret itself); `source` when absent.
+   */
+  readonly checkpointKey?: string
   /** Whether a read can start again at any offset without re-reading what comes before. */
   readonly seekable: boolean
   /** Whether a pull may wait on a peer (a network, a pipe); such pulls are bounded by the stall timeout. */

@@ -14,13 +14,36 @@ export const CheckpointKey = Schema.Struct({
 /** What a checkpoint is kept under. */
 export type CheckpointKey = typeof CheckpointKey.Type
 
+/**
+ * What a destination recorded of itself at a checkpoint, so a resume builds only on bytes this
+ * copy wrote: the file's device and inode, and the sha256 of its bytes just before the offset.
+ */
+export const OutputCheck = Schema.Struct({
+  dev: Schema.Number,
+  ino: Schema.Number,
+  /** How many bytes before the offset `tailSha256` covers. */
+  tailLength: Schema.Number,
+  tailSha256: Schema.String
+})
+
+/** What a destination recorded of itself at a checkpoint. */
+export type OutputCheck = typeof OutputCheck.Type
+
 /** How far a read got: every byte before `offset` was acknowledged by the consumer. */
 export const Checkpoint = Schema.Struct({
   key: CheckpointKey,
   offset: Schema.Number,
   identity: SourceIdentity,
   chunkSize: Schema.Number,
-  updatedAt: Schema.Number
+  updatedAt: Schema.Number,
+  /** The destination's check of the bytes it holds before `offset`. */
+  output: Schema.optional(OutputCheck),
+  /**
+   * The sha256 of the source's bytes before `offset`, kept when no strong validator vouches for
+   * the source: a resume reads it again from byte 0 and continues only when its first `offset`
+   * bytes have this digest.
+   */
+  prefixSha256: Schema.optional(Schema.String)
 })
 
 /** How far a read got. */

@@ -17,16 +17,35 @@ const toSourceError = (path: string) => (error: PlatformError) => {
       case "PermissionDenied":
         return new AccessDenied({ source: path })
       case "BadResource":
-        return new NotAFile({ source: path })
+        return new NotAFile({ source: path, kind: "directory" })
     }
   }
   return new TransientReadError({ source: path, reason: error.message })
 }
 
-const identityOf = (info: FileSystem.File.Info): SourceIdentity => {
-  const mtime = info.mtime._tag === "Some" ? info.mtime.value.getTime() : undefined
-  return mtime === undefined ? { size: Number(info.size) } : { size: Number(info.size), mtimeMs: mtime }
-}
+/**
+ * A file's version: size, mtime, change time, device and inode. A replacement that keeps size
+ * and mtime (`cp -p`, `rsync -a`, `tar` restores) still has another inode or change time.
+ */
+const identityOf = (stats: NodeFs.Stats): SourceIdentity => ({
+  size: stats.size,
+  mtimeMs: stats.mtimeMs,
+  ctimeMs: stats.ctimeMs,
+  dev: stats.dev,
+  ino: stats.ino
+})
+
+const fstat = (fd: number, path: string) =>
+  Effect.async<NodeFs.Stats, TransientReadError>((resume) => {
+    NodeFs.fstat(fd, (error, stats) => {
+      if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: error.message })))
+      else resume(Effect.succeed(stats))
+    })
+  })
+
+const kindOf = (type: FileSystem.File.Type): string =>
+  type === "Directory" ? "directory" : type === "FIFO" ? "named pipe" : type === "Socket" ? "socket" :
+  type === "CharacterDevice" || type === "BlockDevice" ? "device" : type === "SymbolicLink" ? "symbolic link" : "not a file"
 
 /** Reads up to `length` bytes at `position` into `into` or a fresh buffer (shorter at the end of the file). */
 const readAt = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) =>
@@ -42,7 +61,7 @@ const readAt = (fd: number, length: number, position: number, path: string, into
 export const openFile = (fs: FileSystem.FileSystem, path: string) =>
   Effect.gen(function*() {
     const info = yield* fs.stat(path).pipe(Effect.mapError(toSourceError(path)))
-    if (info.type !== "File") return yield* new NotAFile({ source: path })
+    if (info.type !== "File") return yield* new NotAFile({ source: path, kind: kindOf(info.type) })
     const file = yield* fs.open(path, { flag: "r" }).pipe(Effect.mapError(toSourceError(path)))
     const fd = file.fd as unknown as number
     const handle: SourceHandle = {
@@ -51,7 +70,7 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
     canStall: false,
       readFrom: (offset) =>
         Effect.gen(function*() {
-          const identity = identityOf(yield* file.stat.pipe(Effect.mapError(toSourceError(path))))
+          const identity = identityOf(yield* fstat(fd, path))
           let position = offset
           return {
             identity,
