@@ -5,6 +5,8 @@
  * Which of these parts are adaptive and which are plain is decided by the layers provided
  * (see `Stacks.ts`); the loop is the same.
  */
+import { createHash } from "node:crypto"
+import type { Hash } from "node:crypto"
 import { Clock, Effect, ExecutionStrategy, Exit, Fiber, Layer, Option, Scope, Stream } from "effect"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
@@ -12,8 +14,15 @@ import type { MemoryReservation } from "../services/AdaptiveMemoryManager.js"
 import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
 import { BackpressureController } from "../services/BackpressureController.js"
 import type { SourceCursor, SourceError, SourceIdentity, SourceInput } from "../services/ByteSource.js"
-import { ByteSource, sameIdentity, SourceChanged, SourceStalled, TransientReadError } from "../services/ByteSource.js"
-import type { CheckpointKey } from "../services/CheckpointStore.js"
+import {
+  ByteSource,
+  resumableAtOffset,
+  sameIdentity,
+  SourceChanged,
+  SourceStalled,
+  TransientReadError
+} from "../services/ByteSource.js"
+import type { CheckpointKey, OutputCheck } from "../services/CheckpointStore.js"
 import { CheckpointStore } from "../services/CheckpointStore.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 import { ResourceCleanupManager } from "../services/ResourceCleanupManager.js"
@@ -27,6 +36,9 @@ import { makeBufferPool } from "./BufferPool.js"
 const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
 const empty = new Uint8Array(0)
+
+/** The largest pull while checking the prefix of a source read again from byte 0. */
+const verifyPullBytes = 256 * 1024
 
 /** The most bytes of free reusable buffers a reader keeps (less when the memory budget is smaller). */
 export const maxPooledBytes = 32 * 1024 * 1024
@@ -85,11 +97,27 @@ export const make = Effect.gen(function*() {
     const rate = yield* limiter.forStream(options.rate)
     yield* pressure.trackStream
 
-    const startOffset = Option.match(saved, {
-      onNone: () => 0,
-      onSome: (checkpoint) => Math.min(checkpoint.offset, options.maxResumeOffset ?? checkpoint.offset)
-    })
-    let identity: SourceIdentity | undefined = Option.getOrUndefined(Option.map(saved, (c) => c.identity))
+    /** How many bytes of the checkpoint the destination still holds as it wrote them. */
+    const resumable = Option.isNone(saved)
+      ? 0
+      : Math.min(
+        saved.value.offset,
+        options.maxResumeOffset ?? saved.value.offset,
+        hooks.resumeOffset === undefined ? saved.value.offset : yield* hooks.resumeOffset(saved.value)
+      )
+    /** The offset of the first byte the stream emits. */
+    let startOffset = resumable
+    /** The version being read: the checkpoint's when resuming, else the first attempt's. */
+    let identity: SourceIdentity | undefined = startOffset > 0 && Option.isSome(saved) ? saved.value.identity : undefined
+    /**
+     * The sha256 of the bytes the consumer acknowledged, kept for a source no strong validator
+     * vouches for: a resume reads it again from byte 0 and continues only past an equal prefix.
+     */
+    let prefixHash: Hash | undefined
+    /** The digest the first attempt of a resumed read must find before `startOffset`. */
+    let expectedPrefix = startOffset > 0 && Option.isSome(saved) ? saved.value.prefixSha256 : undefined
+    /** Whether the session is being opened (its first attempt): a changed unvalidated source then starts again from 0. */
+    let opening = true
     /** Bytes pulled from the source, read ahead included: where a new attempt starts. */
     let readPosition = startOffset
     /** Bytes handed to the consumer. */
@@ -111,10 +139,20 @@ export const make = Effect.gen(function*() {
 
     const saveCheckpoint = Effect.suspend(() => {
       if (key === undefined || identity === undefined) return Effect.void
-      const checkpoint = { key, offset: acknowledged, identity, chunkSize: lastChunkSize, updatedAt: Date.now() }
-      return hooks.beforeCheckpoint === undefined
-        ? store.save(checkpoint)
-        : Effect.zipRight(hooks.beforeCheckpoint, store.save(checkpoint))
+      const offset = acknowledged
+      const prefixSha256 = prefixHash?.copy().digest("hex")
+      const save = (output: OutputCheck | undefined) =>
+        store.save({
+          key,
+          offset,
+          identity: identity!,
+          chunkSize: lastChunkSize,
+          updatedAt: Date.now(),
+          ...(output === undefined ? {} : { output }),
+          ...(prefixSha256 === undefined ? {} : { prefixSha256 })
+        })
+      const described = hooks.describeOutput === undefined ? save(undefined) : Effect.flatMap(hooks.describeOutput(offset), save)
+      return hooks.beforeCheckpoint === undefined ? described : Effect.zipRight(hooks.beforeCheckpoint, described)
     }).pipe(Effect.withSpan("StreamingReader.checkpoint"))
 
     const dropAttempt = Effect.suspend(() => {
@@ -123,17 +161,81 @@ export const make = Effect.gen(function*() {
       return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
     })
 
-    const startAttempt = Effect.gen(function*() {
+    /** Bounds an effect that waits on a peer by the stall timeout, for sources that can stall. */
+    const bounded = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SourceStalled, R> =>
+      handle.canStall
+        ? effect.pipe(
+          Effect.timeoutFail({
+            duration: options.stallTimeoutMs,
+            onTimeout: () => new SourceStalled({ source, afterMs: options.stallTimeoutMs })
+          })
+        )
+        : effect
+
+    /**
+     * Reads the first `length` bytes of an attempt that started at byte 0 and tells whether their
+     * sha256 is `expected`: a source without a strong validator is the same version only so.
+     */
+    const prefixMatches = (cursor: SourceCursor, length: number, expected: string | undefined) =>
+      Effect.gen(function*() {
+        if (expected === undefined) return { matches: false, hash: undefined }
+        const hash = createHash("sha256")
+        let verified = 0
+        while (verified < length) {
+          const bytes = yield* bounded(cursor.pull(Math.min(length - verified, verifyPullBytes)))
+          if (bytes.length === 0) return { matches: false, hash: undefined }
+          hash.update(bytes)
+          verified += bytes.length
+        }
+        return { matches: hash.copy().digest("hex") === expected, hash }
+      })
+
+    /** A resumed first attempt of an unvalidated source that changed: the read starts again at byte 0. */
+    const startOver = (attemptScope: Scope.CloseableScope) =>
+      Effect.gen(function*() {
+        yield* Scope.close(attemptScope, Exit.void)
+        yield* Effect.logWarning(
+          `${source} has no strong validator and is not the version of the checkpoint; reading it again from byte 0`
+        )
+        startOffset = 0
+        readPosition = 0
+        emitted = 0
+        acknowledged = 0
+        identity = undefined
+        expectedPrefix = undefined
+        prefixHash = undefined
+      })
+
+    const startAttempt: Effect.Effect<SourceCursor, SourceError> = Effect.gen(function*() {
       const attemptScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      const cursor = yield* handle.readFrom(readPosition, identity).pipe(
+      const byRange = identity === undefined || resumableAtOffset(identity)
+      const cursor = yield* bounded(handle.readFrom(byRange ? readPosition : 0, identity)).pipe(
         Scope.extend(attemptScope),
         Effect.tapError(() => Scope.close(attemptScope, Exit.void))
       )
-      if (identity !== undefined && !sameIdentity(identity, cursor.identity)) {
+      const changed = identity !== undefined && !sameIdentity(identity, cursor.identity)
+      if (!byRange && readPosition > 0) {
+        const expected = opening ? expectedPrefix : prefixHash?.copy().digest("hex")
+        const prefix = changed
+          ? { matches: false, hash: undefined }
+          : yield* prefixMatches(cursor, readPosition, expected).pipe(
+            Effect.tapError(() => Scope.close(attemptScope, Exit.void))
+          )
+        if (!prefix.matches) {
+          if (!opening) {
+            yield* Scope.close(attemptScope, Exit.void)
+            return yield* new SourceChanged({ source, expected: identity ?? {}, actual: cursor.identity })
+          }
+          yield* startOver(attemptScope)
+          return yield* startAttempt
+        }
+        prefixHash ??= prefix.hash
+      } else if (changed) {
         yield* Scope.close(attemptScope, Exit.void)
-        return yield* new SourceChanged({ source, expected: identity, actual: cursor.identity })
+        return yield* new SourceChanged({ source, expected: identity ?? {}, actual: cursor.identity })
       }
       identity ??= cursor.identity
+      if (prefixHash === undefined && readPosition === 0 && !resumableAtOffset(identity)) prefixHash = createHash("sha256")
       if (failedAttempts > 0) yield* metrics.recovery(source)
       attempt = { scope: attemptScope, cursor }
       return cursor
@@ -146,18 +248,10 @@ export const make = Effect.gen(function*() {
       )
     )
 
-    const boundedPull = (cursor: SourceCursor, maxBytes: number, into: Uint8Array | undefined) =>
-      cursor.pull(maxBytes, into).pipe(
-        Effect.timeoutFail({
-          duration: options.stallTimeoutMs,
-          onTimeout: () => new SourceStalled({ source, afterMs: options.stallTimeoutMs })
-        })
-      )
-
     const pullOnce = (maxBytes: number, into: Uint8Array | undefined) =>
       Effect.gen(function*() {
         const cursor = attempt?.cursor ?? (yield* startAttempt)
-        const bytes = yield* (handle.canStall ? boundedPull(cursor, maxBytes, into) : cursor.pull(maxBytes, into))
+        const bytes = yield* bounded(cursor.pull(maxBytes, into))
         if (bytes.length === 0 && identity?.size !== undefined && readPosition < identity.size) {
           return yield* new TransientReadError({
             source,
@@ -217,6 +311,7 @@ export const make = Effect.gen(function*() {
     })
 
     yield* withRecovery(Effect.asVoid(startAttempt))
+    opening = false
     if (key !== undefined) yield* saveCheckpoint
 
     yield* cleanup.register({
@@ -252,6 +347,7 @@ export const make = Effect.gen(function*() {
       const pulledAt = yield* nowMs
       acknowledged = emitted
       if (held !== undefined) {
+        prefixHash?.update(held.bytes)
         consumerMs = pulledAt - (lastEmittedAt ?? pulledAt)
         yield* pressure.reportConsumer({ readMs: held.readMs, waitMs: consumerMs })
         yield* release(held)
@@ -275,7 +371,8 @@ export const make = Effect.gen(function*() {
       held = next.value
       emitted += held.bytes.length
       chunksSinceCheckpoint++
-      if (consumerMs >= readAheadAfterMs) readAhead = yield* Effect.forkIn(readChunk, scope)
+      // A source re-read from 0 on resume is hashed as the consumer acknowledges it, in order: no read ahead.
+      if (consumerMs >= readAheadAfterMs && prefixHash === undefined) readAhead = yield* Effect.forkIn(readChunk, scope)
       lastEmittedAt = yield* nowMs
       return Option.some(held.bytes)
     })

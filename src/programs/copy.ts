@@ -1,28 +1,18 @@
 /**
- * The copy program: reads one source with the `StreamingReader` into a file, resuming where a
- * previous run left off, and reports what it did.
+ * The copy program: reads one source with the `StreamingReader` into a file destination,
+ * resuming where a previous run left off, and reports what it did.
  */
-import { Effect, Schema, Stream } from "effect"
+import { Effect, Predicate, Stream } from "effect"
 import { createHash } from "node:crypto"
-import * as NodeFs from "node:fs"
-import * as NodePath from "node:path"
+import * as FileDestination from "../layers/FileDestination.js"
+import type { DestinationError } from "../layers/FileDestination.js"
 import { MemoryMonitor } from "../services/MemoryMonitor.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
+import { resumableAtOffset } from "../services/ByteSource.js"
+import type { SourceChanged } from "../services/ByteSource.js"
 import type { ReadError } from "../services/StreamingReader.js"
 import { IntegrityMismatch, StreamingReader } from "../services/StreamingReader.js"
-
-/** The output file could not be opened or written. */
-export class OutputFailed extends Schema.TaggedError<OutputFailed>()("OutputFailed", {
-  path: Schema.String,
-  reason: Schema.String,
-  /** Whether the output could not be opened at all (bad input) rather than failing part-way. */
-  atOpen: Schema.Boolean
-}) {
-  override get message() {
-    return `cannot write ${this.path}: ${this.reason}`
-  }
-}
 
 /** What one copy did: the `--json` summary line. */
 export interface CopySummary {
@@ -56,115 +46,91 @@ export interface CopyRequest<E = never> {
   /** Flush the output to disk (fsync) before each checkpoint and at the end. */
   readonly durable?: boolean
   readonly progress?: CopyProgress
+  /**
+   * Hold the output's lock file (the default): one writer per output. Workers of the job queue
+   * turn it off, as the lease's epoch fences their writes instead.
+   */
+  readonly lock?: boolean
   /** Runs before each write to the output (truncation at open included); its failure stops the copy before the write. */
   readonly beforeWrite?: Effect.Effect<void, E>
 }
 
-const errnoReason = (error: unknown) =>
-  error instanceof Error && "code" in error
-    ? (error as NodeJS.ErrnoException).code === "EISDIR" || (error as NodeJS.ErrnoException).code === "ERR_FS_EISDIR"
-      ? "is a directory"
-      : (error as NodeJS.ErrnoException).code === "ENOENT"
-      ? "no such directory"
-      : (error as NodeJS.ErrnoException).code === "EACCES"
-      ? "permission denied"
-      : error.message
-    : String(error)
+/** The local path of a source that is a file, to refuse an output that is the source itself. */
+const localPath = (source: string): string | undefined => /^[a-z][a-z0-9+.-]*:\/\//i.test(source) ? undefined : source
+
+/** Copies of a source without a strong validator started again from byte 0 after it changed during a copy. */
+export const maxStartsOver = 2
 
 /**
- * Opens the output for writing at `offset`: existing bytes before it are kept, the rest cut off.
- * Starting from 0, an old output is removed rather than truncated: ext4 flushes a file truncated
- * to zero to disk when it is closed (`auto_da_alloc`), which cost a third of a second per GiB.
+ * Copies one source into a file, resuming from its checkpoint; fails with a typed error. The
+ * bytes go to `<out>.partial`, which is renamed to `out` once complete (and its sha256 checked).
+ * A source without a strong validator that changes during the copy is copied again from byte 0
+ * (a few times at most); one with a strong validator is refused with `SourceChanged`.
  */
-const openOutput = (path: string, offset: number) =>
-  Effect.acquireRelease(
-    Effect.try({
-      try: () => {
-        if (offset === 0) NodeFs.rmSync(path, { force: true })
-        const fd = NodeFs.openSync(path, NodeFs.constants.O_WRONLY | NodeFs.constants.O_CREAT, 0o644)
-        try {
-          if (offset > 0 && NodeFs.fstatSync(fd).size !== offset) NodeFs.ftruncateSync(fd, offset)
-        } catch (error) {
-          NodeFs.closeSync(fd)
-          throw error
-        }
-        return fd
-      },
-      catch: (error) => new OutputFailed({ path, reason: errnoReason(error), atOpen: true })
-    }),
-    (fd) => Effect.sync(() => NodeFs.closeSync(fd))
-  )
-
-/** Writes `bytes` at `position`; `alongside` runs on this thread while the write is under way. */
-const writeAt = (fd: number, bytes: Uint8Array, position: number, path: string, alongside: () => void) =>
-  Effect.async<void, OutputFailed>((resume) => {
-    const loop = (done: number) =>
-      NodeFs.write(fd, bytes, done, bytes.length - done, position + done, (error, written) => {
-        if (error) resume(Effect.fail(new OutputFailed({ path, reason: errnoReason(error), atOpen: false })))
-        else if (done + written < bytes.length) loop(done + written)
-        else resume(Effect.void)
-      })
-    loop(0)
-    alongside()
-  })
-
-/** How many bytes the output already holds (0 when it does not exist yet). */
-const existingSize = (path: string) => {
-  try {
-    return NodeFs.statSync(path).size
-  } catch {
-    return 0
-  }
+export const copyToFile = <E = never>(request: CopyRequest<E>) => {
+  const attempt = (startsOver: number, restart: boolean): ReturnType<typeof copyOnce<E>> =>
+    copyOnce(restart ? { ...request, options: { ...request.options, restart: true } } : request).pipe(
+      Effect.catchIf(
+        (error): error is SourceChanged =>
+          Predicate.isTagged(error, "SourceChanged") && !resumableAtOffset((error as SourceChanged).expected) &&
+          startsOver < maxStartsOver,
+        (error) =>
+          Effect.zipRight(
+            Effect.logWarning(`${error.source} changed during the copy and has no strong validator; copying it again from byte 0`),
+            attempt(startsOver + 1, true)
+          )
+      )
+    )
+  return attempt(0, false)
 }
 
-/** Feeds the first `length` bytes of a file to the hash (the part a resumed copy keeps). */
-const hashPrefix = (path: string, length: number, hash: ReturnType<typeof createHash>) =>
-  Effect.tryPromise({
-    try: async () => {
-      if (length === 0) return
-      const stream = NodeFs.createReadStream(path, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })
-      for await (const chunk of stream) hash.update(chunk as Buffer)
-    },
-    catch: (error) => new OutputFailed({ path, reason: errnoReason(error), atOpen: true })
-  })
-
-/** Copies one source into a file, resuming from its checkpoint; fails with a typed error. */
-export const copyToFile = Effect.fn("copyToFile")(function*<E = never>(request: CopyRequest<E>) {
+const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyRequest<E>) {
   const reader = yield* StreamingReader
   const metrics = yield* ReaderMetrics
   const monitor = yield* MemoryMonitor
-  const out = NodePath.resolve(request.out)
   const startedAt = Date.now()
+  const destination = yield* FileDestination.open(request.out, localPath(request.source), {
+    lock: request.lock !== false
+  })
   // Each chunk is written (and hashed) before the next is pulled, so the reader may reuse buffers.
-  let fd: number | undefined
-  const flush = Effect.sync(() => fd !== undefined && NodeFs.fsyncSync(fd))
   const session = yield* reader.open(
     request.source,
-    { ...request.options, destination: out, reuseBuffers: true, maxResumeOffset: existingSize(out) },
-    request.durable === true ? { beforeCheckpoint: flush } : {}
+    { ...request.options, destination: destination.path, reuseBuffers: true },
+    {
+      resumeOffset: (checkpoint) =>
+        Effect.tap(destination.resumeOffset(checkpoint), (offset) =>
+          offset < checkpoint.offset
+            ? Effect.logWarning(
+              `${destination.partialPath} does not hold the bytes the checkpoint recorded (replaced, modified or truncated); copying again from byte 0`
+            )
+            : Effect.void),
+      describeOutput: destination.check,
+      ...(request.durable === true ? { beforeCheckpoint: Effect.orDie(destination.flush) } : {})
+    }
   )
   const guard = request.beforeWrite ?? Effect.void
   yield* guard
-  fd = yield* openOutput(out, session.startOffset)
-  const output = fd
+  yield* destination.startAt(session.startOffset)
   const hash = request.hash ? createHash("sha256") : undefined
-  if (hash !== undefined) yield* hashPrefix(out, session.startOffset, hash)
+  if (hash !== undefined) yield* destination.readPrefix(session.startOffset, (bytes) => hash.update(bytes))
   request.progress?.start(session.source, session.identity.size, session.startOffset)
   let position = session.startOffset
   yield* session.stream.pipe(
     Stream.runForEach((bytes) =>
-      Effect.map(Effect.zipRight(guard, writeAt(output, bytes, position, out, () => hash?.update(bytes))), () => {
+      Effect.map(Effect.zipRight(guard, destination.write(bytes, position, () => hash?.update(bytes))), () => {
         position += bytes.length
         request.progress?.advance(bytes.length)
       })
     ),
     Effect.ensuring(Effect.sync(() => request.progress?.stop()))
   )
-  if (request.durable === true) yield* flush
   const sha256 = hash?.digest("hex") ?? null
   if (request.expectSha256 !== undefined && sha256 !== request.expectSha256.toLowerCase()) {
+    yield* destination.discard
     return yield* new IntegrityMismatch({ source: session.source, expected: request.expectSha256, actual: sha256 ?? "" })
   }
+  yield* guard
+  yield* destination.commit(request.durable === true)
   // The source's metrics in this process: a command line copies each source once.
   const after = yield* metrics.stats(session.source)
   const durationMs = Date.now() - startedAt
@@ -185,4 +151,5 @@ export const copyToFile = Effect.fn("copyToFile")(function*<E = never>(request: 
 }, Effect.scoped)
 
 /** Every failure a copy can end with. */
-export type CopyError = ReadError | OutputFailed
+export type CopyError = ReadError | DestinationError
+

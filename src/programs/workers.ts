@@ -254,6 +254,7 @@ export const runWorker = (command: WorkerCommand) =>
           options,
           hash: false,
           durable: command.durable,
+          lock: false,
           beforeWrite: guard
         }).pipe(Effect.provideService(StreamingReader, reader), Effect.fork)
         // A renewal that finds the lease lost stops the copy at once. Interruption (SIGTERM) waits

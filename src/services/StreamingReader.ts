@@ -5,7 +5,7 @@
 import { Context, Schema } from "effect"
 import type { Effect, Scope, Stream } from "effect"
 import type { SourceError, SourceIdentity, SourceInput } from "./ByteSource.js"
-import type { CheckpointStoreError } from "./CheckpointStore.js"
+import type { Checkpoint, CheckpointStoreError, OutputCheck } from "./CheckpointStore.js"
 import type { InvalidOptions, ReadOptionsInput } from "./ReadOptions.js"
 import type { RetriesExhausted } from "./StreamRecoveryManager.js"
 
@@ -45,6 +45,13 @@ export interface ReadHooks {
    * here (`--durable`), so a checkpoint never vouches for bytes a power cut could lose.
    */
   readonly beforeCheckpoint?: Effect.Effect<void>
+  /**
+   * Given the checkpoint found for this read, how many of its bytes the destination still holds
+   * as it wrote them: the checkpoint's offset, or less (0 to start again). The read resumes there.
+   */
+  readonly resumeOffset?: (checkpoint: Checkpoint) => Effect.Effect<number>
+  /** What a checkpoint at `offset` records of the destination, so a resume can check it with `resumeOffset`. */
+  readonly describeOutput?: (offset: number) => Effect.Effect<OutputCheck>
 }
 
 /** Reads byte sources as streams. */
