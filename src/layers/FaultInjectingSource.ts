@@ -34,16 +34,28 @@ export interface FaultInjection {
   readonly log: Effect.Effect<FaultLog>
 }
 
+/** How a fault-injecting source describes its versions, and what a `Change` turns it into. */
+export interface FaultOptions {
+  /** `weak`: a weak ETag and `strongValidator: false`, so resumes read again from byte 0. */
+  readonly validator?: "strong" | "weak"
+  /** The bytes served after a `Change` (the same bytes by default). */
+  readonly changedTo?: Uint8Array
+}
+
 /**
  * A `ByteSource` that serves `bytes` under any source name (every read is of the same
  * object) and injects `faults` in order.
  */
-export const make = (bytes: Uint8Array, faults: ReadonlyArray<Fault>) =>
+export const make = (initial: Uint8Array, faults: ReadonlyArray<Fault>, options: FaultOptions = {}) =>
   Effect.gen(function*() {
     const pending = yield* Ref.make<ReadonlyArray<Fault>>([...faults].sort((a, b) => a.at - b.at))
     const log = yield* Ref.make<FaultLog>({ attempts: [], fired: [] })
     let version = 1
-    const identity = (): SourceIdentity => ({ size: bytes.length, etag: `"v${version}"` })
+    let bytes = initial
+    const identity = (): SourceIdentity =>
+      options.validator === "weak"
+        ? { size: bytes.length, etag: `W/"v${version}"`, strongValidator: false }
+        : { size: bytes.length, etag: `"v${version}"` }
 
     const fire = (fault: Fault, source: string) =>
       Effect.zipRight(
@@ -55,6 +67,7 @@ export const make = (bytes: Uint8Array, faults: ReadonlyArray<Fault>) =>
           Change: ({ at }) =>
             Effect.suspend(() => {
               version++
+              bytes = options.changedTo ?? bytes
               return Effect.fail(new TransientReadError({ source, reason: `connection reset at byte ${at}` }))
             })
         })
@@ -68,6 +81,7 @@ export const make = (bytes: Uint8Array, faults: ReadonlyArray<Fault>) =>
         Effect.gen(function*() {
           yield* Ref.update(log, (l) => ({ ...l, attempts: [...l.attempts, offset] }))
           const seen = identity()
+          const served = bytes
           let position = offset
           return {
             identity: seen,
@@ -81,8 +95,8 @@ export const make = (bytes: Uint8Array, faults: ReadonlyArray<Fault>) =>
                 if (seen.etag !== identity().etag) {
                   return yield* new TransientReadError({ source, reason: "connection reset: object replaced" })
                 }
-                const limit = next === undefined ? bytes.length : Math.min(bytes.length, next.at)
-                const out = bytes.slice(position, Math.max(position, Math.min(position + maxBytes, limit)))
+                const limit = next === undefined ? served.length : Math.min(served.length, next.at)
+                const out = served.slice(position, Math.max(position, Math.min(position + maxBytes, limit)))
                 position += out.length
                 return out
               })
@@ -98,5 +112,8 @@ export const make = (bytes: Uint8Array, faults: ReadonlyArray<Fault>) =>
   })
 
 /** A fault-injecting `ByteSource` layer; the returned `injection` reads its log. */
-export const layer = (bytes: Uint8Array, faults: ReadonlyArray<Fault>): Layer.Layer<ByteSource> =>
-  Layer.effect(ByteSource, Effect.map(make(bytes, faults), ({ sources }) => sources))
+export const layer = (
+  bytes: Uint8Array,
+  faults: ReadonlyArray<Fault>,
+  options: FaultOptions = {}
+): Layer.Layer<ByteSource> => Layer.effect(ByteSource, Effect.map(make(bytes, faults, options), ({ sources }) => sources))
