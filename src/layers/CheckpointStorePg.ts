@@ -49,7 +49,8 @@ const migrations: ReadonlyArray<string> = [
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
   );
-  CREATE INDEX jobs_claimable ON jobs (id) WHERE state IN ('queued', 'running')`
+  CREATE INDEX jobs_claimable ON jobs (id) WHERE state IN ('queued', 'running')`,
+  `ALTER TABLE checkpoints ADD COLUMN verification TEXT`
 ]
 
 /** The database could not be opened or brought up to date. */
@@ -147,11 +148,12 @@ const storeError = (operation: string) => (error: unknown) => new CheckpointStor
 
 const upsertSet = `ON CONFLICT (source, destination) DO UPDATE SET
     byte_offset = excluded.byte_offset, identity = excluded.identity,
-    chunk_size = excluded.chunk_size, updated_at = excluded.updated_at`
+    chunk_size = excluded.chunk_size, updated_at = excluded.updated_at,
+    verification = excluded.verification`
 
 /** A save: one upsert. */
-const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
-  VALUES ($1, $2, $3, $4, $5, $6) ${upsertSet}`
+const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+  VALUES ($1, $2, $3, $4, $5, $6, $7) ${upsertSet}`
 
 /**
  * A fenced save: the upsert happens only if the job still carries the claim's epoch, checked in
@@ -159,10 +161,10 @@ const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, id
  * either waits for this save or makes it change nothing.
  */
 const fencedUpsertSql = `WITH lease AS (
-    SELECT id FROM jobs WHERE id = $7 AND epoch = $8 AND state = 'running' FOR SHARE
+    SELECT id FROM jobs WHERE id = $8 AND epoch = $9 AND state = 'running' FOR SHARE
   )
-  INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
-  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::integer, $6::bigint FROM lease
+  INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::integer, $6::bigint, $7::text FROM lease
   ${upsertSet}
   RETURNING 1 AS saved`
 
@@ -177,23 +179,18 @@ const fencedDeleteSql = `WITH lease AS (
 const loadWith = (sql: SqlClient) =>
   Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
     const rows = yield* sql.unsafe(
-      `SELECT source, destination, byte_offset, identity, chunk_size, updated_at
+      `SELECT source, destination, byte_offset, identity, chunk_size, updated_at, verification
         FROM checkpoints WHERE source = $1 AND destination = $2`,
       [key.source, key.destination]
     ).pipe(Effect.mapError(storeError("load checkpoint")))
     if (rows.length === 0) return Option.none<Checkpoint>()
-    const checkpoint = yield* decodeCheckpointRow(rows[0]).pipe(
-      Effect.mapError((error) =>
-        new CheckpointStoreError({ operation: "load checkpoint", reason: `stored checkpoint is invalid: ${error.message}` })
-      )
-    )
-    return Option.some(checkpoint)
+    return Option.some(yield* decodeCheckpointRow(key, rows[0]))
   })
 
 const rowParams = (checkpoint: Checkpoint) =>
   Effect.map(
     encodeCheckpointRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint"))),
-    (row) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at]
+    (row) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at, row.verification]
   )
 
 /** A checkpoint store on the database `sql` is connected to (its schema already migrated). */

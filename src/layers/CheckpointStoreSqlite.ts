@@ -4,16 +4,33 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Effect, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { Checkpoint, CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
-import { decodeCheckpointRow } from "./CheckpointRows.js"
+import { decodeCheckpointRow, verificationText } from "./CheckpointRows.js"
 
-/** How long a statement waits for another connection's lock before failing with "database is locked". */
-const busyTimeoutMs = 5_000
+/**
+ * How long an operation waits, by default, for a lock another process holds on the state
+ * database before it fails: long enough to ride out another copy's saves or migration, a backup
+ * or a brief look with the `sqlite3` shell; a lock held longer is stuck or forgotten.
+ */
+export const defaultBusyTimeoutMs = 10_000
+
+/**
+ * How long one attempt at a statement waits inside SQLite for a lock. better-sqlite3 is
+ * synchronous, so that wait blocks the event loop; the rest of the wait is spent between
+ * attempts, off the event loop, so progress, signals and other reads go on meanwhile.
+ */
+const lockPollMs = 25
+
+/** How a SQLite checkpoint store is opened. */
+export interface SqliteStoreOptions {
+  /** How long an operation waits for another process's lock before failing (default `defaultBusyTimeoutMs`). */
+  readonly busyTimeoutMs?: number
+}
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many have run. */
 const migrations: ReadonlyArray<string> = [
@@ -25,18 +42,19 @@ const migrations: ReadonlyArray<string> = [
     chunk_size INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (source, destination)
-  )`
+  )`,
+  `ALTER TABLE checkpoints ADD COLUMN verification TEXT`
 ]
 
 /** The one statement a save runs; a constant text, so the client prepares it once and reuses it. */
-const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
-  VALUES (?, ?, ?, ?, ?, ?)
+const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+  VALUES (?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (source, destination) DO UPDATE SET
     byte_offset = excluded.byte_offset, identity = excluded.identity,
-    chunk_size = excluded.chunk_size, updated_at = excluded.updated_at`
+    chunk_size = excluded.chunk_size, updated_at = excluded.updated_at,
+    verification = excluded.verification`
 
-
-/** The most useful line of a failure: the driver's own message (e.g. "database is locked") when there is one. */
+/** The most useful line of a failure: the driver's own message (e.g. "file is not a database") when there is one. */
 const reasonOf = (error: unknown): string => {
   if (typeof error === "object" && error !== null) {
     if ("_tag" in error && error._tag === "SqlError" && "cause" in error && error.cause !== undefined) {
@@ -47,95 +65,122 @@ const reasonOf = (error: unknown): string => {
   return String(error)
 }
 
-const storeError = (operation: string) => (error: unknown) => new CheckpointStoreError({ operation, reason: reasonOf(error) })
+/** The driver's error code (`SQLITE_BUSY`, ...) of a failure or of what caused it. */
+const codeOf = (error: unknown): string | undefined => {
+  if (typeof error !== "object" || error === null) return undefined
+  if ("code" in error && typeof error.code === "string") return error.code
+  return "cause" in error && error.cause !== error ? codeOf(error.cause) : undefined
+}
+
+/** Whether a failure is another connection's lock (`SQLITE_BUSY` and its extended codes). */
+const isLocked = (error: unknown): boolean => codeOf(error)?.startsWith("SQLITE_BUSY") === true
 
 const isFileDatabase = (filename: string) => filename !== "" && filename !== ":memory:" && !filename.startsWith("file:")
 
 /** Opens the client; better-sqlite3 throws (a defect) on a path it cannot open, so that is caught here. */
 const openClient = (filename: string): Effect.Effect<SqlClient, CheckpointStoreError, Scope.Scope | Reactivity.Reactivity> =>
+  // The client's own WAL switch would run before the lock wait is set (and wait by its own rule); `make` does it after.
   SqliteClient.make({ filename, disableWAL: true }).pipe(
     Effect.catchAllDefect((defect) => Effect.fail(defect)),
-    Effect.mapError(storeError(`open database ${filename}`))
+    Effect.mapError((error) => new CheckpointStoreError({ operation: `open database ${filename}`, reason: reasonOf(error) }))
   )
-
-/** Sets the connection up (lock wait, WAL, sync level) and brings the schema up to date. */
-const prepare = (sql: SqlClient, filename: string): Effect.Effect<void, CheckpointStoreError> => {
-  const operation = `open database ${filename}`
-  return Effect.gen(function*() {
-    yield* sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
-    yield* sql.unsafe("PRAGMA journal_mode = WAL")
-    yield* sql.unsafe("PRAGMA synchronous = NORMAL")
-    const rows = yield* sql.unsafe<{ readonly user_version: number }>("PRAGMA user_version")
-    return rows[0]?.user_version ?? 0
-  }).pipe(
-    Effect.mapError(storeError(operation)),
-    Effect.filterOrFail(
-      (version) => version <= migrations.length,
-      (version) =>
-        new CheckpointStoreError({
-          operation,
-          reason: `schema version ${version} is newer than this program supports (${migrations.length})`
-        })
-    ),
-    Effect.flatMap((version) =>
-      Effect.forEach(migrations.slice(version), (migration, index) =>
-        sql.withTransaction(
-          sql.unsafe(migration).pipe(Effect.zipRight(sql.unsafe(`PRAGMA user_version = ${version + index + 1}`)))
-        ), { discard: true }).pipe(Effect.mapError(storeError(`migrate database ${filename}`)))
-    )
-  )
-}
 
 /** A checkpoint store on the SQLite file `filename`; its parent directory is created if missing. */
 export const make = (
-  filename: string
+  filename: string,
+  options: SqliteStoreOptions = {}
 ): Effect.Effect<CheckpointStoreShape, CheckpointStoreError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function*() {
+    const busyTimeoutMs = Math.max(0, options.busyTimeoutMs ?? defaultBusyTimeoutMs)
+    const lockedReason = `the state database ${filename} is locked by another process ` +
+      `(gave up after ${Duration.format(Duration.millis(busyTimeoutMs))})`
+
+    const failure = (operation: string) => (error: unknown) =>
+      error instanceof CheckpointStoreError
+        ? error
+        : new CheckpointStoreError({ operation, reason: isLocked(error) ? lockedReason : reasonOf(error) })
+
+    /** Runs `effect` again while another connection holds the lock, until `busyTimeoutMs` has passed. */
+    const whileLocked = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.flatMap(Clock.currentTimeMillis, (start) => {
+        const attempt: Effect.Effect<A, E, R> = Effect.catchIf(effect, isLocked, (error) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            const left = start + busyTimeoutMs - now
+            return left <= 0 ? Effect.fail(error) : Effect.zipRight(Effect.sleep(Math.min(lockPollMs, left)), attempt)
+          }))
+        return attempt
+      })
+
     if (isFileDatabase(filename)) {
       yield* Effect.try({
         try: () => mkdirSync(dirname(resolve(filename)), { recursive: true }),
-        catch: storeError(`create the directory of ${filename}`)
+        catch: (error) => new CheckpointStoreError({ operation: `create the directory of ${filename}`, reason: reasonOf(error) })
       })
     }
     const sql = yield* openClient(filename)
-    yield* prepare(sql, filename)
+
+    const opening = `open database ${filename}`
+    const userVersion = Effect.map(
+      sql.unsafe<{ readonly user_version: number }>("PRAGMA user_version"),
+      (rows) => rows[0]?.user_version ?? 0
+    )
+    const newer = (version: number) =>
+      new CheckpointStoreError({
+        operation: opening,
+        reason: `schema version ${version} is newer than this program supports (${migrations.length})`
+      })
+    // The client runs every statement on its one connection, so these settings hold for all of them.
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.min(lockPollMs, busyTimeoutMs)}`).pipe(Effect.mapError(failure(opening)))
+    yield* whileLocked(sql.unsafe("PRAGMA journal_mode = WAL")).pipe(Effect.mapError(failure(opening)))
+    yield* sql.unsafe("PRAGMA synchronous = NORMAL").pipe(Effect.mapError(failure(opening)))
+    const version = yield* whileLocked(userVersion).pipe(Effect.mapError(failure(opening)))
+    if (version > migrations.length) return yield* newer(version)
+    if (version < migrations.length) {
+      // Under the write lock from the start, so processes opening an old database together migrate it once.
+      const migrate = Effect.gen(function*() {
+        yield* sql.unsafe("BEGIN IMMEDIATE")
+        const current = yield* userVersion
+        if (current > migrations.length) return yield* newer(current)
+        for (const migration of migrations.slice(current)) yield* sql.unsafe(migration)
+        yield* sql.unsafe(`PRAGMA user_version = ${migrations.length}`)
+        yield* sql.unsafe("COMMIT")
+      }).pipe(Effect.onError(() => Effect.ignore(sql.unsafe("ROLLBACK"))))
+      yield* whileLocked(migrate).pipe(Effect.mapError(failure(`migrate database ${filename}`)))
+    }
 
     // Runs every few chunks: the row is built by hand (the types already hold) and the span is
     // the reader's own `StreamingReader.checkpoint`.
     const save = (checkpoint: Checkpoint) =>
-      sql.unsafe(upsertSql, [
-        checkpoint.key.source,
-        checkpoint.key.destination,
-        checkpoint.offset,
-        JSON.stringify(checkpoint.identity),
-        checkpoint.chunkSize,
-        checkpoint.updatedAt
-      ]).raw.pipe(Effect.asVoid, Effect.mapError(storeError("save checkpoint")))
+      whileLocked(
+        sql.unsafe(upsertSql, [
+          checkpoint.key.source,
+          checkpoint.key.destination,
+          checkpoint.offset,
+          JSON.stringify(checkpoint.identity),
+          checkpoint.chunkSize,
+          checkpoint.updatedAt,
+          verificationText(checkpoint)
+        ]).raw
+      ).pipe(Effect.asVoid, Effect.mapError(failure("save checkpoint")))
 
     const load = Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
-      const rows = yield* sql`SELECT source, destination, byte_offset, identity, chunk_size, updated_at
-        FROM checkpoints WHERE source = ${key.source} AND destination = ${key.destination}`.pipe(
-        Effect.mapError(storeError("load checkpoint"))
-      )
+      const rows = yield* whileLocked(
+        sql`SELECT source, destination, byte_offset, identity, chunk_size, updated_at, verification
+          FROM checkpoints WHERE source = ${key.source} AND destination = ${key.destination}`
+      ).pipe(Effect.mapError(failure("load checkpoint")))
       if (rows.length === 0) return Option.none<Checkpoint>()
-      const checkpoint = yield* decodeCheckpointRow(rows[0]).pipe(
-        Effect.mapError((error) =>
-          new CheckpointStoreError({ operation: "load checkpoint", reason: `stored checkpoint is invalid: ${error.message}` })
-        )
-      )
-      return Option.some(checkpoint)
+      return Option.some(yield* decodeCheckpointRow(key, rows[0]))
     })
 
     const remove = Effect.fn("CheckpointStore.delete")(function*(key: CheckpointKey) {
-      yield* sql`DELETE FROM checkpoints WHERE source = ${key.source} AND destination = ${key.destination}`.pipe(
-        Effect.mapError(storeError("delete checkpoint"))
-      )
+      yield* whileLocked(
+        sql`DELETE FROM checkpoints WHERE source = ${key.source} AND destination = ${key.destination}`
+      ).pipe(Effect.mapError(failure("delete checkpoint")))
     })
 
     return CheckpointStore.of({ save, load, delete: remove })
   })
 
 /** The SQLite checkpoint store on `filename`; building it fails with `CheckpointStoreError` when the file cannot be used. */
-export const layer = (filename: string): Layer.Layer<CheckpointStore, CheckpointStoreError> =>
-  Layer.scoped(CheckpointStore, make(filename)).pipe(Layer.provide(Reactivity.layer))
-
+export const layer = (filename: string, options: SqliteStoreOptions = {}): Layer.Layer<CheckpointStore, CheckpointStoreError> =>
+  Layer.scoped(CheckpointStore, make(filename, options)).pipe(Layer.provide(Reactivity.layer))

@@ -5,7 +5,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, FastCheck as fc, Option } from "effect"
 import type { Layer } from "effect"
 import { CheckpointStore } from "../../src/services/CheckpointStore.js"
-import type { Checkpoint, CheckpointKey } from "../../src/services/CheckpointStore.js"
+import type { Checkpoint, CheckpointKey, OutputCheck } from "../../src/services/CheckpointStore.js"
 
 const checkpoint = (key: CheckpointKey, offset: number, overrides: Partial<Checkpoint> = {}): Checkpoint => ({
   key,
@@ -19,17 +19,40 @@ const checkpoint = (key: CheckpointKey, offset: number, overrides: Partial<Check
 const text = fc.string({ unit: "grapheme", maxLength: 40 })
 const finiteNonNegative = fc.double({ min: 0, max: 1e15, noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0))
 
-/** Any checkpoint a read could record: offsets up to 2^53 - 1, any subset of identity fields. */
+const sha256Hex = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((bytes) => Buffer.from(bytes).toString("hex"))
+
+/** What a file destination records of itself: a 64 KiB tail before an offset of 10 GiB. */
+const outputCheck: OutputCheck = {
+  dev: 66_306,
+  ino: 2 ** 40 + 7,
+  tailLength: 64 * 1024,
+  tailSha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+}
+
+const prefixSha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+/** Any checkpoint a read could record: offsets up to 2^53 - 1, any subset of identity fields, with or without verification. */
 const arbitraryCheckpoint = fc.record({
   key: fc.record({ source: text, destination: text }),
   offset: fc.maxSafeNat(),
   identity: fc.record(
-    { size: fc.maxSafeNat(), mtimeMs: finiteNonNegative, etag: text, lastModified: text },
+    {
+      size: fc.maxSafeNat(),
+      mtimeMs: finiteNonNegative,
+      ctimeMs: finiteNonNegative,
+      dev: fc.maxSafeNat(),
+      ino: fc.maxSafeNat(),
+      etag: text,
+      lastModified: text,
+      strongValidator: fc.boolean()
+    },
     { requiredKeys: [] }
   ),
   chunkSize: fc.integer({ min: 1, max: 64 * 1024 * 1024 }),
-  updatedAt: fc.maxSafeNat()
-})
+  updatedAt: fc.maxSafeNat(),
+  output: fc.record({ dev: fc.maxSafeNat(), ino: fc.maxSafeNat(), tailLength: fc.maxSafeNat(), tailSha256: sha256Hex }),
+  prefixSha256: sha256Hex
+}, { requiredKeys: ["key", "offset", "identity", "chunkSize", "updatedAt"] })
 
 /** Registers the shared checkpoint-store tests for the store `makeLayer` builds (one store for the whole suite). */
 export const checkpointStoreContract = (
@@ -53,6 +76,52 @@ export const checkpointStoreContract = (
           const saved = checkpoint({ source: "stream:stdin", destination: "/out/empty-identity" }, 7, { identity: {} })
           yield* store.save(saved)
           assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
+        }))
+
+      it.effect("a checkpoint with the destination's check and the source prefix digest loads back with both", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const saved = checkpoint({ source: "https://example.com/weak.bin", destination: "/out/verified.bin" }, 10 * 2 ** 30, {
+            identity: { size: 20 * 2 ** 30, etag: "W/\"weak\"", strongValidator: false },
+            output: outputCheck,
+            prefixSha256
+          })
+          yield* store.save(saved)
+          assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
+        }))
+
+      it.effect("a checkpoint with only one of the two checks loads back with that one alone", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const onlyOutput = checkpoint({ source: "/data/only-output.bin", destination: "/out/only-output.bin" }, 4096, {
+            output: { ...outputCheck, tailLength: 4096 }
+          })
+          const onlyPrefix = checkpoint({ source: "/data/only-prefix.bin", destination: "/out/only-prefix.bin" }, 4096, {
+            prefixSha256
+          })
+          yield* store.save(onlyOutput)
+          yield* store.save(onlyPrefix)
+          const loadedOutput = Option.getOrThrow(yield* store.load(onlyOutput.key))
+          const loadedPrefix = Option.getOrThrow(yield* store.load(onlyPrefix.key))
+          assert.deepStrictEqual(loadedOutput, onlyOutput)
+          assert.deepStrictEqual(loadedPrefix, onlyPrefix)
+          assert.isFalse("prefixSha256" in loadedOutput, "no prefix digest appears from nowhere")
+          assert.isFalse("output" in loadedPrefix, "no output check appears from nowhere")
+        }))
+
+      it.effect("a save without the checks replaces a checkpoint that had them, and the other way round", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const key = { source: "/data/checks-replaced.bin", destination: "/out/checks-replaced.bin" }
+          const plain = checkpoint(key, 100)
+          const verified = checkpoint(key, 200, { output: outputCheck, prefixSha256 })
+          yield* store.save(verified)
+          yield* store.save(plain)
+          const loaded = Option.getOrThrow(yield* store.load(key))
+          assert.deepStrictEqual(loaded, plain)
+          assert.isFalse("output" in loaded || "prefixSha256" in loaded, "the old checks are gone")
+          yield* store.save(verified)
+          assert.deepStrictEqual(yield* store.load(key), Option.some(verified))
         }))
 
       it.effect("a save replaces the checkpoint under the same key", () =>

@@ -188,6 +188,52 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         assert.deepStrictEqual(yield* store.load(sample(destination, 0).key), Option.some(sample(destination, 10)))
       }))
 
+    it.effect("a fenced save keeps the destination's check and the prefix digest", () =>
+      Effect.gen(function*() {
+        const queue = yield* JobQueue
+        const store = yield* CheckpointStore
+        const claim = yield* claimNew("/out/fenced-verified.bin")
+        const saved: Checkpoint = {
+          ...sample("/out/fenced-verified.bin", 65_536),
+          output: { dev: 64_769, ino: 2 ** 36 + 1, tailLength: 65_536, tailSha256: "ef".repeat(32) },
+          prefixSha256: "01".repeat(32)
+        }
+        yield* queue.checkpoints(claim).save(saved)
+        assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
+        assert.deepStrictEqual(yield* queue.checkpoints(claim).load(saved.key), Option.some(saved))
+        yield* queue.complete(claim)
+      }))
+
+    it.effect("a saved checkpoint that cannot be decoded fails load with one line that names --restart", () =>
+      Effect.gen(function*() {
+        const store = yield* CheckpointStore
+        const sql = yield* PgClient.PgClient
+        const identity = JSON.stringify({ size: 1 })
+        const rows: ReadonlyArray<readonly [string, ReadonlyArray<unknown>]> = [
+          ["garbage JSON in identity", [1, "{not json", 1, 1, null]],
+          ["a negative offset", [-5, identity, 1, 1, null]],
+          ["a chunk size of zero", [1, identity, 0, 1, null]],
+          ["garbage JSON in verification", [1, identity, 1, 1, "[oops"]],
+          ["a prefix digest of the wrong type", [1, identity, 1, 1, "{\"prefixSha256\":7}"]]
+        ]
+        for (const [what, values] of rows) {
+          const source = `https://example.com/${what.replaceAll(" ", "-")}`
+          yield* sql.unsafe(
+            `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+              VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+            [source, "/out/garbage.bin", ...values]
+          )
+          const error = yield* store.load({ source, destination: "/out/garbage.bin" }).pipe(Effect.flip)
+          assert.instanceOf(error, CheckpointStoreError, what)
+          assert.strictEqual(
+            error.message,
+            `checkpoint store failed to load checkpoint: the saved checkpoint for ${source} cannot be read; ` +
+              "run again with --restart to start over",
+            what
+          )
+        }
+      }))
+
     it.effect("the schema version is recorded, and building the store again migrates nothing twice", () =>
       Effect.gen(function*() {
         const url = yield* Database
@@ -195,7 +241,7 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url)))
         const sql = yield* PgClient.PgClient
         const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
-        assert.deepStrictEqual(rows.map((r) => r.version), [1])
+        assert.deepStrictEqual(rows.map((r) => r.version), [2])
       }))
 
     it.effect("a database from a newer schema version is refused", () =>
@@ -205,10 +251,10 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         yield* sql.unsafe(`UPDATE streaming_reader_schema SET version = 99`)
         const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url))).pipe(
           Effect.flip,
-          Effect.ensuring(Effect.orDie(sql.unsafe(`UPDATE streaming_reader_schema SET version = 1`)))
+          Effect.ensuring(Effect.orDie(sql.unsafe(`UPDATE streaming_reader_schema SET version = 2`)))
         )
         assert.instanceOf(error, CheckpointStoreError)
-        assert.strictEqual(error.reason, "schema version 99 is newer than this program supports (1)")
+        assert.strictEqual(error.reason, "schema version 99 is newer than this program supports (2)")
       }))
   })
 
@@ -219,7 +265,40 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         yield* Effect.all(Array.from({ length: 6 }, () => Layer.build(CheckpointStorePg.layer(url))), { concurrency: "unbounded" })
         const sql = yield* rawClient(url)
         const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
-        assert.deepStrictEqual(rows.map((r) => r.version), [1])
+        assert.deepStrictEqual(rows.map((r) => r.version), [2])
+      }))
+
+    it.scoped("a database of schema version 1 with a checkpoint in it migrates, and the checkpoint loads", () =>
+      Effect.gen(function*() {
+        const url = yield* freshDatabase
+        const sql = yield* rawClient(url)
+        const old = sample("/out/version-1.bin", 4 * 2 ** 32 + 3)
+        yield* sql.unsafe(`CREATE TABLE streaming_reader_schema (version INTEGER NOT NULL);
+          INSERT INTO streaming_reader_schema (version) VALUES (1);
+          CREATE TABLE checkpoints (
+            source TEXT NOT NULL,
+            destination TEXT NOT NULL,
+            byte_offset BIGINT NOT NULL,
+            identity TEXT NOT NULL,
+            chunk_size INTEGER NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (source, destination)
+          );
+          CREATE INDEX checkpoints_destination ON checkpoints (destination)`)
+        yield* sql.unsafe(
+          `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6)`,
+          [old.key.source, old.key.destination, old.offset, JSON.stringify(old.identity), old.chunkSize, old.updatedAt]
+        )
+        const store = Context.get(yield* Layer.build(CheckpointStorePg.layer(url)), CheckpointStore)
+        const loaded = Option.getOrThrow(yield* store.load(old.key))
+        assert.deepStrictEqual(loaded, old)
+        assert.isFalse("output" in loaded || "prefixSha256" in loaded, "an old row has neither check")
+        const verified: Checkpoint = { ...old, prefixSha256: "ab".repeat(32) }
+        yield* store.save(verified)
+        assert.deepStrictEqual(yield* store.load(old.key), Option.some(verified))
+        const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
+        assert.deepStrictEqual(rows.map((r) => r.version), [2])
       }))
 
     it.effect("a wrong password fails the layer with CheckpointStoreError and never shows the password", () =>
