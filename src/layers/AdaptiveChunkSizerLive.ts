@@ -33,6 +33,11 @@ const clamp = (size: number, min: number, max: number) => Math.min(max, Math.max
  * latency a chunk of `s` bytes would have at the observed speed):
  *
  * - pressure `critical`: the minimum;
+ * - a chunk shorter than the current size (all that had arrived from a slow source, what the rate
+ *   limiter granted, or the last bytes of the source): what came, rounded up to 4 KiB, never more
+ *   than the current size, halved as well under `high` pressure. Its latency is not used: it is
+ *   mostly time spent waiting for the source, not time per byte, and the size comes back by
+ *   doubling once chunks are full and fast again;
  * - pressure `high`, or `projected(size) > target`: halve (rounded down to 4 KiB);
  * - pressure `none`/`low` and `projected(2 * size) <= target`: double (rounded up to 4 KiB), so
  *   a page-cached file reaches the maximum within a few chunks;
@@ -51,9 +56,14 @@ export const nextSize = (
   const halve = () => clamp(Math.floor(size / 2 / granule) * granule, min, max)
   const double = () => clamp(Math.ceil(size * 2 / granule) * granule, min, max)
   if (pressure === "critical") return min
+  const bytes = observation.bytes
+  if (bytes > 0 && bytes < size) {
+    const came = clamp(Math.min(size, Math.ceil(bytes / granule) * granule), min, max)
+    return pressure === "high" ? Math.min(came, halve()) : came
+  }
   if (pressure === "high") return halve()
-  if (!(observation.bytes > 0) || !Number.isFinite(observation.latencyMs)) return size
-  const msPerByte = Math.max(0, observation.latencyMs) / observation.bytes
+  if (!(bytes > 0) || !Number.isFinite(observation.latencyMs)) return size
+  const msPerByte = Math.max(0, observation.latencyMs) / bytes
   if (msPerByte * size > targetLatencyMs) return halve()
   if (msPerByte * size * 2 <= targetLatencyMs) return double()
   return size

@@ -4,50 +4,58 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpClient from "@effect/platform/HttpClient"
-import { Effect, Layer } from "effect"
+import { Config, Effect, Layer } from "effect"
 import type { SourceInput } from "../services/ByteSource.js"
-import { ByteSource, InvalidUrl, SourceSpec } from "../services/ByteSource.js"
+import { ByteSource, InvalidUrl, redactText, SourceSpec } from "../services/ByteSource.js"
 import { openFile } from "./sources/FileSource.js"
 import { makeHttpSource } from "./sources/HttpSource.js"
 import { openBytes, openReadable } from "./sources/MemorySources.js"
 
 /**
- * Reads a source string: `http://` and `https://` are URLs, another `scheme://` is refused,
- * anything else is a file path.
+ * Reads a source string: `http:` and `https:` are URLs (also with a missing or single slash,
+ * which URL parsing accepts), another `scheme://` is refused, anything else is a file path.
  */
 export const parseSource = (input: SourceInput): Effect.Effect<SourceSpec, InvalidUrl> => {
   if (typeof input !== "string") return Effect.succeed(input)
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(input)
-  if (scheme === null) return Effect.succeed(SourceSpec.File({ path: input }))
-  const protocol = scheme[1]!.toLowerCase()
-  if (protocol !== "http" && protocol !== "https") {
+  if (!/^https?:/i.test(input)) {
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(input)
+    if (scheme === null) return Effect.succeed(SourceSpec.File({ path: input }))
+    const protocol = scheme[1]!.toLowerCase()
     return Effect.fail(
-      new InvalidUrl({ input: redactInput(input), reason: `unsupported scheme ${protocol}:, use http: or https:` })
+      new InvalidUrl({ input: redactText(input), reason: `unsupported scheme ${protocol}:, use http: or https:` })
     )
   }
   return Effect.try({
     try: () => SourceSpec.Http({ url: new URL(input) }),
-    catch: () => new InvalidUrl({ input: redactInput(input), reason: "not a valid URL" })
+    catch: () => new InvalidUrl({ input: redactText(input), reason: "not a valid URL" })
   }).pipe(
     Effect.filterOrFail(
       (spec) => spec.url.hostname !== "",
-      () => new InvalidUrl({ input: redactInput(input), reason: "no host" })
+      () => new InvalidUrl({ input: redactText(input), reason: "no host" })
     )
   )
 }
 
-const redactInput = (input: string) => input.replace(/\/\/[^/@]*@/, "//***@")
+/**
+ * `STREAMING_READER_TRACE_PROPAGATION=true` lets HTTP requests carry the trace context
+ * (`traceparent`, `b3`) to the source's own origin; off by default, and never sent elsewhere.
+ */
+export const tracePropagationConfig: Config.Config<boolean> = Config.boolean("STREAMING_READER_TRACE_PROPAGATION").pipe(
+  Config.withDefault(false)
+)
 
 /** Builds the live `ByteSource` from the platform's file system and HTTP client. */
 export const make = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const client = yield* HttpClient.HttpClient
+  // An unreadable value leaves propagation off: the safe side.
+  const tracePropagation = yield* Effect.orElseSucceed(tracePropagationConfig, () => false)
   return ByteSource.of({
     open: Effect.fn("ByteSource.open")(function*(input: SourceInput) {
       const spec = yield* parseSource(input)
       return yield* SourceSpec.$match(spec, {
         File: ({ path }) => openFile(fs, path),
-        Http: ({ url }) => Effect.succeed(makeHttpSource(client, url)),
+        Http: ({ url }) => Effect.succeed(makeHttpSource(client, url, { tracePropagation })),
         Readable: ({ name, stream }) => openReadable(name, stream),
         Bytes: ({ name, bytes }) => Effect.succeed(openBytes(name, bytes))
       })

@@ -31,6 +31,7 @@ export const classify = (error: SourceError): ErrorClass => {
     case "RangeNotSupported":
     case "SourceChanged":
     case "NotResumable":
+    case "BadRedirect":
       return "fatal"
   }
 }

@@ -5,13 +5,14 @@
  */
 import { Args, HelpDoc, Options, ValidationError } from "@effect/cli"
 import type { Command } from "@effect/cli"
-import { Console, Effect, Logger, LogLevel, Option } from "effect"
+import { Array as Arr, Console, Effect, Logger, LogLevel, Option } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { MultiBar, Presets } from "cli-progress"
+import { lockSuffix, partialSuffix } from "../layers/FileDestination.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
-import { formatSize, parseSize } from "../services/ReadOptions.js"
+import { decodeReadOptions, formatSize, InvalidOptions, parseSize } from "../services/ReadOptions.js"
 import type { CopyError, CopyProgress, CopySummary } from "./copy.js"
 import { copyToFile } from "./copy.js"
 
@@ -23,12 +24,22 @@ const badInputTags: ReadonlySet<string> = new Set([
   "SourceNotFound",
   "AccessDenied",
   "NotAFile",
-  "InvalidUrl"
+  "InvalidUrl",
+  "BadRedirect"
+])
+
+// Failures of the read itself, whose checkpoint is kept; any tag not listed anywhere is one too.
+const readFailedTags: ReadonlySet<string> = new Set([
+  "OutputLocked",
+  "RetriesExhausted",
+  "SourceChanged",
+  "IntegrityMismatch"
 ])
 
 /** The exit code for a copy's failure: 2 for bad input, 1 for a read that failed. */
 export const exitCodeFor = (error: CopyError): number => {
   if (badInputTags.has(error._tag)) return ExitCode.BadInput
+  if (readFailedTags.has(error._tag)) return ExitCode.ReadFailed
   if (error._tag === "OutputFailed") return error.atOpen ? ExitCode.BadInput : ExitCode.ReadFailed
   if (error._tag === "HttpStatusError") {
     const clientError = error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429
@@ -41,14 +52,57 @@ export const exitCodeFor = (error: CopyError): number => {
 export const errorLine = (error: CopyError): string => {
   switch (error._tag) {
     case "InvalidOptions":
-      return `invalid option --${error.option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${error.value} ` +
-        `(allowed: ${error.allowed})`
+      return invalidOptionLine(error)
     case "SourceChanged":
       return `${error.message}; the copy so far is kept, run again with --restart to copy the new version`
     default:
       return error.message
   }
 }
+
+/** The flag that sets each read option, and how its values are written on the command line. */
+const optionFlags: Readonly<Record<string, { readonly flag: string; readonly duration?: boolean }>> = {
+  chunkSize: { flag: "chunk-size" },
+  minChunk: { flag: "min-chunk" },
+  maxChunk: { flag: "max-chunk" },
+  memoryLimit: { flag: "memory-limit" },
+  checkpointEvery: { flag: "checkpoint-every" },
+  retries: { flag: "retries" },
+  rate: { flag: "rate" },
+  concurrency: { flag: "concurrency" },
+  stallTimeoutMs: { flag: "stall-timeout", duration: true },
+  maxRetryDelayMs: { flag: "max-retry-delay", duration: true }
+}
+
+/** A duration in milliseconds as it is typed: `500ms`, `30s`. */
+export const formatDurationMs = (ms: number): string =>
+  ms !== 0 && Number.isInteger(ms / 1000) ? `${ms / 1000}s` : `${ms}ms`
+
+const invalidOptionLine = (error: InvalidOptions) => {
+  const known = optionFlags[error.option]
+  const flag = known?.flag ?? error.option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+  const show = known?.duration === true
+    ? (text: string) => text.replace(/-?\d+(?:\.\d+)?/g, (n) => formatDurationMs(Number(n)))
+    : (text: string) => text
+  return `invalid option --${flag}: ${show(error.value)} (allowed: ${show(error.allowed)})`
+}
+
+const maxConcurrency = 1000
+
+/** Checks the read options and `--concurrency` as a whole, before anything is opened. */
+export const checkReadFlags = (flags: ReadFlags & { readonly concurrency: number }) =>
+  Effect.zipRight(
+    decodeReadOptions(readOptionsOf(flags)),
+    Number.isInteger(flags.concurrency) && flags.concurrency >= 1 && flags.concurrency <= maxConcurrency
+      ? Effect.void
+      : Effect.fail(
+        new InvalidOptions({
+          option: "concurrency",
+          value: String(flags.concurrency),
+          allowed: `1 to ${maxConcurrency}`
+        })
+      )
+  )
 
 /** Parses a duration such as `30s`, `500ms`, `2m` or `1500` (milliseconds) into milliseconds. */
 export const parseDurationMs = (text: string): number | undefined => {
@@ -58,65 +112,77 @@ export const parseDurationMs = (text: string): number | undefined => {
   return Math.round(Number(match[1]) * (unit === "m" ? 60_000 : unit === "s" ? 1000 : 1))
 }
 
+const invalid = (text: string) => Effect.fail(ValidationError.invalidValue(HelpDoc.p(text)))
+
 const sizeOption = (name: string, fallback: string, description: string) =>
   Options.text(name).pipe(
+    Options.withPseudoName("size"),
     Options.withDefault(fallback),
     Options.withDescription(`${description} (sizes take B, KiB, MiB or GiB; default ${fallback})`),
     Options.mapEffect((text) => {
       const bytes = parseSize(text)
-      return bytes === undefined
-        ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name}: not a size: ${text} (try 64KiB)`)))
-        : Effect.succeed(bytes)
+      return bytes === undefined ? invalid(`--${name}: not a size: ${text} (try 64KiB)`) : Effect.succeed(bytes)
+    })
+  )
+
+const integerOption = (name: string, fallback: number, description: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName("integer"),
+    Options.withDefault(String(fallback)),
+    Options.withDescription(description),
+    Options.mapEffect((text) => {
+      const value = /^\s*-?\d+\s*$/.test(text) ? Number(text) : Number.NaN
+      return Number.isSafeInteger(value) ? Effect.succeed(value) : invalid(`--${name}: not a whole number: ${text}`)
     })
   )
 
 const rateOption = Options.text("rate").pipe(
+  Options.withPseudoName("size/s"),
   Options.withDescription("cap on the read rate per source, e.g. 40MiB/s (default: unlimited)"),
   Options.mapEffect((text) => {
     const bytes = parseSize(text.replace(/\/s$/i, ""))
     return bytes === undefined || bytes <= 0
-      ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--rate: not a rate: ${text} (try 40MiB/s)`)))
+      ? invalid(`--rate: not a rate: ${text} (try 40MiB/s)`)
       : Effect.succeed(bytes)
   }),
   Options.optional
 )
 
+const logLevels = ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"] as const
+
+const levelList = logLevels.join(", ")
+
+const isLogLevel = (text: string): text is typeof logLevels[number] =>
+  (logLevels as ReadonlyArray<string>).includes(text)
+
 /** The options and arguments of `read`. */
 export const readConfig = {
   out: Options.text("out").pipe(Options.withDescription("output file (one source)"), Options.optional),
   outDir: Options.text("out-dir").pipe(
-    Options.withDescription("output directory; each output is named after its source's last path segment"),
+    Options.withDescription(
+      "output directory, created when missing; each output is named after its source's last path segment"
+    ),
     Options.optional
   ),
-  concurrency: Options.integer("concurrency").pipe(
-    Options.withDefault(4),
-    Options.withDescription("sources copied at once with --out-dir (default 4)")
-  ),
+  concurrency: integerOption("concurrency", 4, "sources copied at once with --out-dir (default 4)"),
   state: Options.text("state").pipe(
     Options.withDefault(".streaming-reader/state.db"),
     Options.withDescription("checkpoint database (default .streaming-reader/state.db)")
   ),
-  checkpointEvery: Options.integer("checkpoint-every").pipe(
-    Options.withDefault(5),
-    Options.withDescription("save a checkpoint every n chunks (default 5)")
-  ),
+  checkpointEvery: integerOption("checkpoint-every", 5, "save a checkpoint every n chunks (default 5)"),
   chunkSize: sizeOption("chunk-size", "64KiB", "first chunk size"),
   minChunk: sizeOption("min-chunk", "32KiB", "smallest adaptive chunk"),
   maxChunk: sizeOption("max-chunk", "256KiB", "largest adaptive chunk"),
   memoryLimit: sizeOption("memory-limit", "50MiB", "hard limit of bytes buffered by all reads"),
   rate: rateOption,
-  retries: Options.integer("retries").pipe(
-    Options.withDefault(10),
-    Options.withDescription("retries in a row without progress before giving up (default 10)")
-  ),
+  retries: integerOption("retries", 10, "retries in a row without progress before giving up (default 10)"),
   stallTimeout: Options.text("stall-timeout").pipe(
+    Options.withPseudoName("duration"),
     Options.withDefault("30s"),
     Options.withDescription("no bytes for this long ends the attempt and resumes it (default 30s)"),
     Options.mapEffect((text) => {
       const ms = parseDurationMs(text)
-      return ms === undefined
-        ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--stall-timeout: not a duration: ${text} (try 30s)`)))
-        : Effect.succeed(ms)
+      return ms === undefined ? invalid(`--stall-timeout: not a duration: ${text} (try 30s)`) : Effect.succeed(ms)
     })
   ),
   restart: Options.boolean("restart").pipe(Options.withDescription("ignore any checkpoint and start from byte 0")),
@@ -124,7 +190,13 @@ export const readConfig = {
     Options.withDescription("fsync the output before each checkpoint and at the end")
   ),
   expectSha256: Options.text("expect-sha256").pipe(
+    Options.withPseudoName("hex"),
     Options.withDescription("fail (exit 1) unless the output's sha256 is this hex digest"),
+    Options.mapEffect((text) =>
+      /^[0-9a-f]{64}$/i.test(text)
+        ? Effect.succeed(text.toLowerCase())
+        : invalid(`--expect-sha256: not a sha256 digest (64 hex characters): ${truncated(text, 80)}`)
+    ),
     Options.optional
   ),
   json: Options.boolean("json").pipe(Options.withDescription("print one JSON summary line per source on stdout")),
@@ -133,37 +205,110 @@ export const readConfig = {
     Options.withDescription("write every metric in the Prometheus text format to this file at the end"),
     Options.optional
   ),
-  logLevel: Options.choice("log-level", ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"]).pipe(
-    Options.withDefault("warning"),
-    Options.withDescription("the lowest level of log lines printed on stderr (default warning)")
+  logLevel: Options.text("log-level").pipe(
+    Options.withPseudoName("level"),
+    Options.withDescription(`the lowest level of log lines printed on stderr: ${levelList} (default warning)`),
+    Options.mapEffect((text) =>
+      isLogLevel(text) ? Effect.succeed(text) : invalid(`--log-level: not a level: ${text} (one of ${levelList})`)
+    ),
+    Options.optional
   ),
-  sources: Args.text({ name: "source" }).pipe(Args.atLeast(1))
+  sources: Args.text({ name: "source" }).pipe(
+    Args.mapEffect((source) =>
+      /^-./.test(source)
+        ? Effect.fail(HelpDoc.p(`unknown option ${truncated(source.replace(/=.*$/s, ""), 80)} (see --help)`))
+        : Effect.succeed(source)
+    ),
+    Args.atLeast(1)
+  )
 }
+
+const truncated = (text: string, max: number) => (text.length > max ? `${text.slice(0, max)}…` : text)
 
 /** The parsed `read` command. */
 export type ReadCommand = Command.Command.ParseConfig<typeof readConfig>
 
-/** The output path of a source copied into `dir`: its last path segment. */
+/** The longest output name: its partial file and its lock must fit in a file name (255 bytes) too. */
+export const maxNameBytes = 255 - Math.max(Buffer.byteLength(partialSuffix), Buffer.byteLength(lockSuffix))
+
+/**
+ * The name of a source's output in `--out-dir`: its file name, or for a URL the last segment of its
+ * path, percent-decoded (never its query or fragment); `/`, `\`, NUL and control characters become
+ * `_`, an empty name, `.` or `..` becomes `index`, and it is cut to `maxNameBytes` bytes of UTF-8,
+ * its extension kept.
+ */
 export const outputName = (source: string): string => {
-  const path = /^https?:\/\//i.test(source) ? safePathname(source) : source
-  const base = NodePath.posix.basename(path.replace(/\\/g, "/").replace(/\/+$/, ""))
-  return base === "" || base === "." || base === ".." ? "index" : decodeURIComponentSafe(base)
+  const segment = isUrl(source) ? percentDecode(lastSegment(urlPathname(source))) : NodePath.basename(source)
+  const safe = segment.replace(/[/\\\u0000-\u001f\u007f]/g, "_")
+  return safe === "" || safe === "." || safe === ".." ? "index" : capBytes(safe, maxNameBytes)
 }
 
-const safePathname = (url: string) => {
+/**
+ * The output names of `sources` in one directory, in order: distinct, and none the partial file or
+ * lock of another. A name taken already gets `.1`, `.2`, … (the first source keeps it), so the same
+ * command always gives the same names.
+ */
+export const outputNames = (sources: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const taken = new Set<string>()
+  const helpers = (name: string) => [name + partialSuffix, name + lockSuffix]
+  const clashes = (name: string) =>
+    taken.has(name) ||
+    helpers(name).some((helper) => taken.has(helper)) ||
+    [...taken].some((other) => helpers(other).includes(name))
+  return sources.map((source) => {
+    const base = outputName(source)
+    let name = base
+    for (let n = 1; clashes(name); n++) {
+      const suffix = `.${n}`
+      name = capBytes(base, maxNameBytes - Buffer.byteLength(suffix)) + suffix
+    }
+    taken.add(name)
+    return name
+  })
+}
+
+const isUrl = (source: string) => /^https?:\/\//i.test(source)
+
+const urlPathname = (url: string) => {
   try {
     return new URL(url).pathname
   } catch {
-    return url
+    return url.replace(/^https?:\/\/[^/?#]*/i, "").replace(/[?#].*$/s, "")
   }
 }
 
-const decodeURIComponentSafe = (text: string) => {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
+/** The last non-empty `/`-separated segment of a path ("" when there is none). */
+const lastSegment = (path: string) => path.split("/").filter((segment) => segment !== "").pop() ?? ""
+
+/** Decodes each run of percent escapes that is valid UTF-8; any other text is kept as it is. */
+const percentDecode = (text: string) =>
+  text.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run)
+    } catch {
+      return run
+    }
+  })
+
+/** `name` cut to at most `max` bytes of UTF-8 on a character boundary, its extension kept when it is short. */
+const capBytes = (name: string, max: number): string => {
+  if (Buffer.byteLength(name) <= max) return name
+  const extension = NodePath.extname(name)
+  const extensionBytes = Buffer.byteLength(extension)
+  return extension !== "" && extensionBytes <= max / 4
+    ? cutBytes(name.slice(0, -extension.length), max - extensionBytes) + extension
+    : cutBytes(name, max)
+}
+
+const cutBytes = (text: string, max: number) => {
+  let out = ""
+  let bytes = 0
+  for (const char of text) {
+    bytes += Buffer.byteLength(char)
+    if (bytes > max) break
+    out += char
   }
+  return out
 }
 
 /** A progress bar in `bars` for one copy. */
@@ -183,8 +328,8 @@ export const makeProgress = (bars: MultiBar): CopyProgress => {
   }
 }
 
-/** The read options set by the flags `read` and `worker` share. */
-export const readOptionsOf = (flags: {
+/** The flags `read` and `worker` share that set read options. */
+export interface ReadFlags {
   readonly chunkSize: number
   readonly minChunk: number
   readonly maxChunk: number
@@ -193,7 +338,10 @@ export const readOptionsOf = (flags: {
   readonly retries: number
   readonly stallTimeout: number
   readonly rate: Option.Option<number>
-}): ReadOptionsInput => ({
+}
+
+/** The read options set by the flags `read` and `worker` share. */
+export const readOptionsOf = (flags: ReadFlags): ReadOptionsInput => ({
   chunkSize: flags.chunkSize,
   minChunk: flags.minChunk,
   maxChunk: flags.maxChunk,
@@ -204,14 +352,9 @@ export const readOptionsOf = (flags: {
   ...Option.match(flags.rate, { onNone: () => ({}), onSome: (rate) => ({ rate }) })
 })
 
-/** Runs the `read` command; returns the exit code. */
-export const runRead = (command: ReadCommand) =>
+/** Runs the copies of a planned `read` command; returns the exit code. */
+export const runRead = (command: ReadCommand, targets: ReadonlyArray<ReadTarget>) =>
   Effect.gen(function*() {
-    const targets = yield* planOutputs(command)
-    if (typeof targets === "string") {
-      yield* Console.error(`streaming-reader: ${targets}`)
-      return ExitCode.BadInput
-    }
     const options: ReadOptionsInput = { ...readOptionsOf(command), restart: command.restart }
     const showProgress = process.stdout.isTTY === true && !command.json && !command.quiet
     const bars = showProgress
@@ -236,17 +379,25 @@ export const runRead = (command: ReadCommand) =>
           Effect.tap((summary: CopySummary) => command.json ? Console.log(JSON.stringify(summary)) : Effect.void),
           Effect.as(ExitCode.Done),
           Effect.catchAll((error) =>
-            Effect.as(Console.error(`streaming-reader: ${errorLine(error)}`), exitCodeFor(error))
+            Effect.as(Console.error(`streaming-reader: ${onOneLine(errorLine(error))}`), exitCodeFor(error))
           )
         ),
-      { concurrency: Math.max(1, command.concurrency) }
+      { concurrency: command.concurrency }
     ).pipe(Effect.ensuring(Effect.sync(() => bars?.stop())))
     const written = yield* Option.match(command.metrics, {
       onNone: () => Effect.succeed(true),
       onSome: (path) => writeMetrics(path)
     })
     return Math.max(written ? ExitCode.Done : ExitCode.ReadFailed, ...results)
-  }).pipe(Logger.withMinimumLogLevel(LogLevel.fromLiteral(logLevelLiterals[command.logLevel])))
+  }).pipe((copies) =>
+    Option.match(command.logLevel, {
+      onNone: () => copies,
+      onSome: (level) => Logger.withMinimumLogLevel(copies, LogLevel.fromLiteral(logLevelLiterals[level]))
+    })
+  )
+
+/** A message that may quote a file name with line breaks in it, on one line. */
+const onOneLine = (text: string) => text.replace(/[\u0000-\u001f\u007f]+/g, " ")
 
 const logLevelLiterals = {
   all: "All",
@@ -272,16 +423,74 @@ const writeMetrics = (path: string) =>
     Effect.catchAll((reason) => Effect.as(Console.error(`streaming-reader: cannot write metrics to ${path}: ${reason}`), false))
   )
 
-const planOutputs = (command: ReadCommand) =>
-  Effect.sync((): ReadonlyArray<{ readonly source: string; readonly out: string }> | string => {
-    const { outDir, out, sources } = command
-    if (Option.isSome(out) && Option.isSome(outDir)) return "give either --out or --out-dir, not both"
-    if (Option.isSome(out)) {
-      if (sources.length > 1) return "several sources need --out-dir <dir>, not --out"
-      return [{ source: sources[0]!, out: out.value }]
-    }
-    if (Option.isSome(outDir)) {
-      return sources.map((source) => ({ source, out: NodePath.join(outDir.value, outputName(source)) }))
-    }
-    return "missing --out <file> (or --out-dir <dir>)"
+/** One copy of a `read`: a source and the file it is copied to. */
+export interface ReadTarget {
+  readonly source: string
+  readonly out: string
+}
+
+/**
+ * Checks a `read` before anything is opened: its option values, and where each source goes
+ * (`--out-dir` is created when missing). Fails with the line to print (exit 2).
+ */
+export const planRead = (command: ReadCommand): Effect.Effect<ReadonlyArray<ReadTarget>, string> =>
+  checkReadFlags(command).pipe(
+    Effect.mapError(errorLine),
+    Effect.zipRight(Effect.suspend(() => {
+      const { outDir, out, sources } = command
+      if (Option.isSome(out) && Option.isSome(outDir)) return Effect.fail("give either --out or --out-dir, not both")
+      if (Option.isSome(out)) {
+        if (sources.length > 1) return Effect.fail("several sources need --out-dir <dir>, not --out")
+        return Effect.succeed([{ source: sources[0]!, out: out.value }])
+      }
+      if (Option.isNone(outDir)) return Effect.fail("missing --out <file> (or --out-dir <dir>)")
+      const dir = outDir.value
+      return Effect.as(
+        makeDirectory(dir),
+        Arr.zipWith(sources, outputNames(sources), (source, name) => ({ source, out: NodePath.join(dir, name) }))
+      )
+    }))
+  )
+
+/** `mkdir -p dir`; fails with the line to print when it cannot be made or is not a directory. */
+const makeDirectory = (dir: string) =>
+  Effect.try({
+    try: () => {
+      makeParents(NodePath.resolve(dir))
+      if (!NodeFs.statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" })
+    },
+    catch: (error) => `cannot create --out-dir ${dir}: ${fsReason(error)}`
   })
+
+/**
+ * Makes `dir` and its missing parents. Not `mkdirSync(dir, { recursive: true })`: on Node 20 it
+ * never returns for a directory that cannot be made under `/proc`.
+ */
+const makeParents = (dir: string): void => {
+  try {
+    NodeFs.mkdirSync(dir)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === "EEXIST") return
+    const parent = NodePath.dirname(dir)
+    if (code !== "ENOENT" || parent === dir) throw error
+    makeParents(parent)
+    NodeFs.mkdirSync(dir)
+  }
+}
+
+const fsReasons: Readonly<Record<string, string>> = {
+  EEXIST: "a file is in the way",
+  ENOTDIR: "a file is in the way",
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on device",
+  ENAMETOOLONG: "name too long"
+}
+
+const fsReason = (error: unknown) => {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return (code === undefined ? undefined : fsReasons[code]) ?? (error instanceof Error ? error.message : String(error))
+}

@@ -1,15 +1,15 @@
 /**
  * The entry point: builds the commands, provides the stacks, runs on Node and exits with the
- * command's exit code.
+ * command's exit code, or 128 + the signal's number when SIGINT, SIGTERM or SIGHUP stopped it.
  */
-import { Command } from "@effect/cli"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit } from "effect"
+import { Command, HelpDoc, ValidationError } from "@effect/cli"
+import { Cause, Console, Effect, Exit, Inspectable, Logger, LogLevel } from "effect"
 import type { ConfigError } from "effect"
+import * as NodeOs from "node:os"
 import type { CheckpointStoreError } from "../services/CheckpointStore.js"
 import * as JobQueuePg from "../layers/JobQueuePg.js"
 import { EnhancedStack, PlatformLive } from "../layers/Stacks.js"
-import { ExitCode, readConfig, runRead } from "./cli.js"
+import { checkReadFlags, errorLine, ExitCode, planRead, readConfig, runRead } from "./cli.js"
 import { demoConfig, runDemo } from "./demo.js"
 import { enqueueConfig, jobsConfig, runEnqueue, runJobs, runWorker, workerConfig } from "./workers.js"
 
@@ -22,18 +22,29 @@ const stackFailed = (code: number) => (error: CheckpointStoreError | ConfigError
     code
   )
 
+/** Bad usage found before anything is opened: one line, exit 2. */
+const badUsage = (line: string) => Effect.as(Console.error(`streaming-reader: ${oneLine(line)}`), ExitCode.BadInput)
+
 const read = Command.make("read", readConfig, (command) =>
-  runRead(command).pipe(
-    Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit, statePath: command.state })),
-    Effect.catchAll(stackFailed(ExitCode.BadInput)),
-    Effect.flatMap(setExitCode)
+  planRead(command).pipe(
+    Effect.matchEffect({
+      onFailure: badUsage,
+      onSuccess: (targets) =>
+        runRead(command, targets).pipe(
+          Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit, statePath: command.state })),
+          Effect.catchAll(stackFailed(ExitCode.BadInput))
+        )
+    }),
+    Effect.flatMap(setExitCode),
+    Effect.withConsole(standardConsole)
   )).pipe(Command.withDescription("copy one or more sources (file path or http(s) URL) to files, resumably"))
 
 const demoWith = (size?: number) =>
   runDemo(size === undefined ? {} : { size }).pipe(
     Effect.provide(EnhancedStack()),
     Effect.catchAll(stackFailed(ExitCode.ReadFailed)),
-    Effect.flatMap(setExitCode)
+    Effect.flatMap(setExitCode),
+    Effect.withConsole(standardConsole)
   )
 
 const demo = Command.make("demo", demoConfig, ({ size }) => demoWith(size)).pipe(
@@ -50,22 +61,31 @@ const enqueue = Command.make("enqueue", enqueueConfig, (command) =>
   runEnqueue(command).pipe(
     Effect.provide(JobQueuePg.layer(command.postgres)),
     Effect.catchAll(queueFailed),
-    Effect.flatMap(setExitCode)
+    Effect.flatMap(setExitCode),
+    Effect.withConsole(standardConsole)
   )).pipe(Command.withDescription("add read jobs (one per source) for the workers sharing a PostgreSQL queue"))
 
 const worker = Command.make("worker", workerConfig, (command) =>
-  runWorker(command).pipe(
-    Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit })),
-    Effect.provide(JobQueuePg.layer(command.postgres, { lease: command.lease })),
-    Effect.catchAll(queueFailed),
-    Effect.flatMap(setExitCode)
+  checkReadFlags(command).pipe(
+    Effect.matchEffect({
+      onFailure: (error) => badUsage(errorLine(error)),
+      onSuccess: () =>
+        runWorker(command).pipe(
+          Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit })),
+          Effect.provide(JobQueuePg.layer(command.postgres, { lease: command.lease })),
+          Effect.catchAll(queueFailed)
+        )
+    }),
+    Effect.flatMap(setExitCode),
+    Effect.withConsole(standardConsole)
   )).pipe(Command.withDescription("claim and run read jobs from the queue until stopped (SIGTERM hands jobs back)"))
 
 const jobs = Command.make("jobs", jobsConfig, (command) =>
   runJobs(command).pipe(
     Effect.provide(JobQueuePg.layer(command.postgres)),
     Effect.catchAll(queueFailed),
-    Effect.flatMap(setExitCode)
+    Effect.flatMap(setExitCode),
+    Effect.withConsole(standardConsole)
   )).pipe(Command.withDescription("list the jobs: state, owner, epoch, offset, attempts, last error"))
 
 const root = Command.make("streaming-reader", {}, () => demoWith()).pipe(
@@ -75,21 +95,84 @@ const root = Command.make("streaming-reader", {}, () => demoWith()).pipe(
 
 const cli = Command.run(root, { name: "streaming-reader", version: "0.1.0" })
 
+/** The console the commands print with. */
+const standardConsole = Effect.runSync(Effect.console)
+
+/**
+ * The console of the parser: `Command.run` prints each parse error itself, on stderr and over
+ * several lines; it prints nothing here, and `program` prints the error as one line instead.
+ */
+const parserConsole = {
+  ...standardConsole,
+  error: () => Effect.void,
+  unsafe: { ...standardConsole.unsafe, error: () => {} }
+}
+
+/** Text on one line: ANSI styles removed, line breaks and runs of blanks turned into one space. */
+const oneLine = (text: string) =>
+  text.replace(/\u001b\[[0-9;]*m/g, "").replace(/[\u0000-\u001f\u007f\s]+/g, " ").trim()
+
+/** Log lines on stderr, one line each: `streaming-reader: warning: <message>`. */
+const stderrLogger = Logger.withConsoleError(
+  Logger.make(({ cause, logLevel, message }) => {
+    const parts = (Array.isArray(message) ? message : [message]).map((part) =>
+      typeof part === "string" ? part : Inspectable.toStringUnknown(part)
+    )
+    if (!Cause.isEmpty(cause)) parts.push(Cause.pretty(cause).split("\n")[0]!)
+    const level = logLevel._tag === "Warning" ? "warning" : logLevel.label.toLowerCase()
+    return `streaming-reader: ${level}: ${oneLine(parts.join(" "))}`
+  })
+)
+
+// `--log-level <level>` is read by `Command.run` itself, which sets that level inside this default.
 const program = cli(process.argv).pipe(
-  Effect.catchAll((error) => setExitCode(error._tag === "HelpRequested" ? ExitCode.Done : ExitCode.BadInput)),
+  Effect.withConsole(parserConsole),
+  Logger.withMinimumLogLevel(LogLevel.Warning),
+  Effect.catchAll((error) =>
+    ValidationError.isHelpRequested(error)
+      ? setExitCode(ExitCode.Done)
+      : Effect.zipRight(badUsage(HelpDoc.toAnsiText(error.error)), setExitCode(ExitCode.BadInput))
+  ),
   Effect.catchAllDefect((defect) =>
     Effect.zipRight(
-      Console.error(`streaming-reader: internal error: ${Cause.pretty(Cause.die(defect))}`),
+      Console.error(`streaming-reader: internal error: ${oneLine(Cause.pretty(Cause.die(defect)).split("\n")[0]!)}`),
       setExitCode(ExitCode.ReadFailed)
     )
   ),
-  Effect.provide(PlatformLive)
+  Effect.provide(PlatformLive),
+  Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger))
 )
 
-NodeRuntime.runMain(program, {
-  disableErrorReporting: true,
-  teardown: (exit, onExit) => {
-    if (Exit.isFailure(exit)) onExit(Cause.isInterruptedOnly(exit.cause) ? 130 : ExitCode.ReadFailed)
-    else onExit(Number(process.exitCode ?? 0))
+/** The signals that stop the program; each interrupts it, so that its finalizers save the checkpoints. */
+const stopSignals: ReadonlyArray<NodeJS.Signals> = ["SIGINT", "SIGTERM", "SIGHUP"]
+
+/** The exit code after `signal`: 128 + its number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). */
+const signalExitCode = (signal: NodeJS.Signals) => 128 + NodeOs.constants.signals[signal]
+
+/**
+ * Runs `program` to its end and exits. A stop signal interrupts it and the exit code is the
+ * signal's; a second signal while it shuts down exits at once with that code.
+ */
+const runMain = (main: Effect.Effect<void>) => {
+  const fiber = Effect.runFork(main)
+  let stoppedBy: NodeJS.Signals | undefined
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy !== undefined) process.exit(signalExitCode(stoppedBy))
+    stoppedBy = signal
+    fiber.unsafeInterruptAsFork(fiber.id())
   }
-})
+  for (const signal of stopSignals) process.on(signal, onSignal)
+  const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
+  fiber.addObserver((exit) => {
+    clearInterval(keepAlive)
+    if (Exit.isSuccess(exit)) process.exit(Number(process.exitCode ?? ExitCode.Done))
+    if (stoppedBy !== undefined && Cause.isInterrupted(exit.cause)) {
+      process.stderr.write(`streaming-reader: stopped by ${stoppedBy}; run the same command again to resume\n`)
+      process.exit(signalExitCode(stoppedBy))
+    }
+    process.stderr.write(`streaming-reader: internal error: ${oneLine(Cause.pretty(exit.cause).split("\n")[0]!)}\n`)
+    process.exit(ExitCode.ReadFailed)
+  })
+}
+
+runMain(program)

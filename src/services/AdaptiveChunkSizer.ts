@@ -15,7 +15,10 @@ export interface ChunkObservation {
 export interface ChunkSizing {
   /** The size of the next read, always within the bounds. */
   readonly next: Effect.Effect<number>
-  /** Records what the last read cost. */
+  /**
+   * Records what the last read cost. Fewer `bytes` than `next` gave mean that was all there was to
+   * read (a slow source, a rate below the size): the next size moves down to it.
+   */
   readonly observe: (observation: ChunkObservation) => Effect.Effect<void>
 }
 

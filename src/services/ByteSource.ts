@@ -20,14 +20,86 @@ export const SourceSpec = Data.taggedEnum<SourceSpec>()
 /** A source as callers give it: a path or URL string, or a `SourceSpec`. */
 export type SourceInput = string | SourceSpec
 
-/** The URL with any user name and password replaced by `***`, safe to print. */
+/**
+ * Query (and fragment) parameters whose values are credentials: presigned-URL signatures
+ * (S3, GCS, CloudFront, Azure SAS), OAuth tokens, API keys and passwords. Lower case.
+ */
+const secretParameters: ReadonlySet<string> = new Set([
+  "x-amz-signature",
+  "x-amz-credential",
+  "x-amz-security-token",
+  "x-goog-signature",
+  "x-goog-credential",
+  "x-goog-security-token",
+  "sig",
+  "signature",
+  "policy",
+  "key-pair-id",
+  "token",
+  "access_token",
+  "id_token",
+  "refresh_token",
+  "session_token",
+  "security_token",
+  "private_token",
+  "code",
+  "api_key",
+  "api-key",
+  "apikey",
+  "x-api-key",
+  "key",
+  "password",
+  "passwd",
+  "pwd",
+  "secret",
+  "client_secret",
+  "auth"
+])
+
+const decodeName = (raw: string): string => {
+  try {
+    return decodeURIComponent(raw.replace(/\+/g, " ")).toLowerCase()
+  } catch {
+    return raw.toLowerCase()
+  }
+}
+
+// `a=1&sig=2` with every credential value replaced by `***`, the rest kept byte for byte.
+const redactParameters = (parameters: string): string =>
+  parameters.split("&").map((pair) => {
+    const equals = pair.indexOf("=")
+    const name = equals === -1 ? pair : pair.slice(0, equals)
+    return equals !== -1 && secretParameters.has(decodeName(name)) ? `${name}=***` : pair
+  }).join("&")
+
+/**
+ * The URL with any user name and password replaced by `***` and the values of credential
+ * query parameters (signatures, tokens, keys) replaced by `***`, safe to print and store.
+ */
 export const redactUrl = (url: URL): string => {
-  if (url.username === "" && url.password === "") return url.href
   const copy = new URL(url.href)
-  copy.username = "***"
-  copy.password = ""
+  if (copy.username !== "" || copy.password !== "") {
+    copy.username = "***"
+    copy.password = ""
+  }
+  const search = redactParameters(copy.search.slice(1))
+  if (search !== copy.search.slice(1)) copy.search = search
+  const hash = redactParameters(copy.hash.slice(1))
+  if (hash !== copy.hash.slice(1)) copy.hash = hash
   return copy.href
 }
+
+/**
+ * Any text with what looks like URL credentials redacted: the user information of every
+ * `scheme://user:password@` (up to the last `@` before the next URL or line end; `http:` and
+ * `https:` also with fewer slashes) and the values of credential parameters. For strings that
+ * are not known to be URLs, or do not parse.
+ */
+export const redactText = (text: string): string =>
+  text
+    .replace(/(https?:\/{0,2}|[a-z][a-z0-9+.-]*:\/\/)(?:(?![a-z][a-z0-9+.-]*:\/\/)[^\r\n])*@/gi, "$1***@")
+    .replace(/([?&#;])([^=&#?;\s]+)=([^&#;\s]*)/g, (match, lead: string, name: string) =>
+      secretParameters.has(decodeName(name)) ? `${lead}${name}=***` : match)
 
 /** How a source is named in messages, progress and checkpoints (credentials redacted). */
 export const describeSource = (spec: SourceSpec): string =>
@@ -143,6 +215,16 @@ export class SourceChanged extends Schema.TaggedError<SourceChanged>()("SourceCh
   }
 }
 
+/** A redirect the client refuses: to a scheme other than http(s), or one too many (a loop). */
+export class BadRedirect extends Schema.TaggedError<BadRedirect>()("BadRedirect", {
+  source: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `bad redirect from ${this.source}: ${this.reason}`
+  }
+}
+
 /** The source cannot start again at the offset asked for (a consumed stream, say). */
 export class NotResumable extends Schema.TaggedError<NotResumable>()("NotResumable", {
   source: Schema.String,
@@ -181,6 +263,7 @@ export type SourceError =
   | NotAFile
   | InvalidUrl
   | HttpStatusError
+  | BadRedirect
   | RangeNotSupported
   | SourceChanged
   | NotResumable

@@ -70,6 +70,54 @@ describe("AdaptiveChunkSizerLive", () => {
       assert.strictEqual(yield* state.next, 32 * KiB)
     }).pipe(Effect.provide(TestEnv)))
 
+  it.effect("a chunk shorter than asked brings the size down to what came, however fast it came", () =>
+    Effect.gen(function*() {
+      const state = yield* sizing({ initial: 256 * KiB, min: 4 * KiB, max: 256 * KiB })
+      yield* state.observe({ bytes: 5000, latencyMs: 0.01 })
+      assert.strictEqual(yield* state.next, 8 * KiB, "5000 bytes rounded up to 4 KiB")
+      yield* state.observe({ bytes: 512, latencyMs: 120 })
+      assert.strictEqual(yield* state.next, 4 * KiB, "never below the minimum")
+      assert.deepStrictEqual(yield* steps(state, [0.1, 0.1, 0.1]), [8 * KiB, 16 * KiB, 32 * KiB], "full fast chunks grow it back")
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("a short chunk never takes the size below the minimum or above what it was", () =>
+    Effect.gen(function*() {
+      const state = yield* sizing(defaults)
+      yield* state.observe({ bytes: 2 * KiB, latencyMs: 0 })
+      assert.strictEqual(yield* state.next, 32 * KiB)
+      yield* state.observe({ bytes: 32 * KiB - 1, latencyMs: 0 })
+      assert.strictEqual(yield* state.next, 32 * KiB)
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("under high pressure a short chunk gives the smaller of what came and half the size", () =>
+    Effect.gen(function*() {
+      yield* setPressure("high")
+      const state = yield* sizing({ initial: 256 * KiB, min: 4 * KiB, max: 256 * KiB })
+      yield* state.observe({ bytes: 200 * KiB, latencyMs: 1 })
+      assert.strictEqual(yield* state.next, 128 * KiB)
+      yield* state.observe({ bytes: 20 * KiB, latencyMs: 1 })
+      assert.strictEqual(yield* state.next, 20 * KiB)
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect.prop(
+    "a chunk shorter than the size never makes the next one larger",
+    {
+      initial: fc.integer({ min: 4 * KiB, max: 256 * KiB }),
+      share: fc.double({ min: 0.0001, max: 0.9999, noNaN: true }),
+      latencyMs: fc.double({ min: 0, max: 1_000, noNaN: true })
+    },
+    ({ initial, latencyMs, share }) =>
+      Effect.gen(function*() {
+        const state = yield* sizing({ initial, min: 4 * KiB, max: 256 * KiB })
+        const before = yield* state.next
+        const bytes = Math.max(1, Math.floor(before * share))
+        yield* state.observe({ bytes, latencyMs })
+        const after = yield* state.next
+        assert.isAtMost(after, before)
+        assert.isAtLeast(after, Math.min(before, Math.max(4 * KiB, bytes)))
+      }).pipe(Effect.provide(TestEnv))
+  )
+
   it.effect("halves under high pressure even when chunks are fast, and grows again when it falls", () =>
     Effect.gen(function*() {
       const state = yield* sizing({ ...defaults, initial: 256 * KiB })

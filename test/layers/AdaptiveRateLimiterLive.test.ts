@@ -1,13 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Option, SubscriptionRef, TestClock } from "effect"
+import { Effect, Exit, FastCheck as fc, Fiber, Layer, Option, SubscriptionRef, TestClock } from "effect"
 import * as AdaptiveRateLimiterLive from "../../src/layers/AdaptiveRateLimiterLive.js"
 import { AdaptiveRateLimiter } from "../../src/services/AdaptiveRateLimiter.js"
 import type { StreamRateLimiter } from "../../src/services/AdaptiveRateLimiter.js"
-import { BackpressureController } from "../../src/services/BackpressureController.js"
+import { BackpressureController, pressureLevels } from "../../src/services/BackpressureController.js"
 import type { PressureLevel } from "../../src/services/BackpressureController.js"
 import { GiB, KiB, MiB } from "../../src/services/ReadOptions.js"
 import { FakeController } from "../support/pressure.js"
-
 
 const TestEnv = AdaptiveRateLimiterLive.layer().pipe(Layer.provideMerge(FakeController))
 
@@ -19,13 +18,19 @@ const setPressure = (level: PressureLevel) =>
 
 const forStream = (cap?: number) => Effect.flatMap(AdaptiveRateLimiter, (limiter) => limiter.forStream(cap))
 
-/** Takes `chunk` bytes again and again in a fiber, counting the bytes let through. */
+/** Takes `chunk` bytes again and again in a fiber, counting the bytes granted and the largest grant. */
 const pump = (limiter: StreamRateLimiter, chunk: number) =>
   Effect.gen(function*() {
-    const counter = { bytes: 0 }
+    const counter = { bytes: 0, takes: 0, largest: 0 }
     const fiber = yield* Effect.fork(
-      Effect.forever(Effect.zipRight(limiter.take(chunk), Effect.sync(() => counter.bytes += chunk)))
+      Effect.forever(Effect.flatMap(limiter.take(chunk), (granted) =>
+        Effect.sync(() => {
+          counter.bytes += granted
+          counter.takes++
+          counter.largest = Math.max(counter.largest, granted)
+        })))
     )
+    yield* settle
     return { counter, fiber }
   })
 
@@ -46,6 +51,34 @@ describe("AdaptiveRateLimiterLive", () => {
       yield* TestClock.adjust("60 seconds")
       yield* Fiber.interrupt(fiber)
       assertRate(counter.bytes, 60, 1 * MiB)
+      assert.strictEqual(counter.largest, 64 * KiB, "a chunk within a quarter second of the rate is granted whole")
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("a rate below the chunk size grants parts of it, a quarter second of the rate each", () =>
+    Effect.gen(function*() {
+      const limiter = yield* forStream(64 * KiB)
+      assert.strictEqual(yield* limiter.take(1 * MiB), 16 * KiB)
+      const next = yield* Effect.fork(limiter.take(1 * MiB))
+      yield* settle
+      assert.isFalse(yield* isDone(next), "the burst is spent: the next grant waits for its time")
+      yield* TestClock.adjust("249 millis")
+      assert.isFalse(yield* isDone(next))
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual(yield* Fiber.join(next), 16 * KiB)
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("8 KiB/s delivers at 8 KiB/s from the start: no burst of a whole chunk", () =>
+    Effect.gen(function*() {
+      const { counter, fiber } = yield* pump(yield* forStream(8 * KiB), 256 * KiB)
+      assert.strictEqual(counter.bytes, 4 * KiB, "the first burst is 4 KiB")
+      const samples: Array<number> = []
+      for (let second = 1; second <= 5; second++) {
+        yield* TestClock.adjust("1 second")
+        samples.push(counter.bytes)
+      }
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(counter.largest, 2 * KiB, "each grant is a quarter second of the rate")
+      samples.forEach((bytes, i) => assert.strictEqual(bytes, 4 * KiB + (i + 1) * 8 * KiB, `after ${i + 1} s`))
     }).pipe(Effect.provide(TestEnv)))
 
   it.effect("high pressure halves the rate and it recovers when pressure falls", () =>
@@ -63,24 +96,25 @@ describe("AdaptiveRateLimiterLive", () => {
       assertRate(counter.bytes - before, 10, 1 * MiB)
     }).pipe(Effect.provide(TestEnv)))
 
-  it.effect("critical pressure quarters the rate", () =>
+  it.effect("critical pressure quarters the rate and the grant", () =>
     Effect.gen(function*() {
       yield* setPressure("critical")
-      const { counter, fiber } = yield* pump(yield* forStream(1 * MiB), 64 * KiB)
+      const { counter, fiber } = yield* pump(yield* forStream(1 * MiB), 256 * KiB)
       yield* TestClock.adjust("5 seconds")
       const warm = counter.bytes
       yield* TestClock.adjust("30 seconds")
       yield* Fiber.interrupt(fiber)
       assertRate(counter.bytes - warm, 30, 0.25 * MiB)
+      assert.strictEqual(counter.largest, 64 * KiB, "a quarter second of 256 KiB/s")
     }).pipe(Effect.provide(TestEnv)))
 
-  it.effect("without a cap or a global rate nothing waits, whatever the pressure", () =>
+  it.effect("without a cap or a global rate nothing waits and every take is granted whole, whatever the pressure", () =>
     Effect.gen(function*() {
       yield* setPressure("critical")
       const limiter = yield* forStream()
-      const fiber = yield* Effect.fork(Effect.repeatN(limiter.take(1 * GiB), 9))
+      const fiber = yield* Effect.fork(Effect.forEach(Array.from({ length: 10 }), () => limiter.take(1 * GiB)))
       yield* settle
-      assert.isTrue(yield* isDone(fiber))
+      assert.deepStrictEqual(yield* Fiber.join(fiber), Array.from({ length: 10 }, () => 1 * GiB))
       assert.strictEqual(yield* TestClock.currentTimeMillis, 0)
     }).pipe(Effect.provide(TestEnv)))
 
@@ -90,19 +124,50 @@ describe("AdaptiveRateLimiterLive", () => {
       const fiber = yield* Effect.fork(Effect.repeatN(limiter.take(1 * MiB), 2))
       yield* settle
       assert.isFalse(yield* isDone(fiber))
-      yield* TestClock.adjust("2 seconds")
+      yield* TestClock.adjust("1 second")
       assert.isTrue(yield* isDone(fiber))
     }).pipe(Effect.provide(TestEnv)))
 
-  it.effect("a take larger than the burst passes after paying its time", () =>
+  it.effect("takes are served in the order they arrive", () =>
     Effect.gen(function*() {
-      const limiter = yield* forStream(64 * KiB)
-      const fiber = yield* Effect.fork(limiter.take(1 * MiB))
-      yield* TestClock.adjust("11900 millis")
-      assert.isFalse(yield* isDone(fiber), "1 MiB minus a 256 KiB burst at 64 KiB/s takes 12 s")
-      yield* TestClock.adjust("100 millis")
-      assert.isTrue(yield* isDone(fiber))
+      const limiter = yield* forStream(16 * KiB)
+      yield* limiter.take(16 * KiB)
+      const order: Array<string> = []
+      const fibers = yield* Effect.forEach(["a", "b", "c"], (name) =>
+        Effect.fork(Effect.zipRight(limiter.take(64 * KiB), Effect.sync(() => order.push(name)))))
+      yield* settle
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("250 millis")
+        yield* settle
+        assert.strictEqual(order.length, i + 1, `one grant of 4 KiB per 250 ms (${order})`)
+      }
+      yield* Effect.forEach(fibers, Fiber.join)
+      assert.deepStrictEqual(order, ["a", "b", "c"])
     }).pipe(Effect.provide(TestEnv)))
+
+  it.effect.prop(
+    "a take grants between 1 byte and what it asked, and no more than a quarter second of the rate",
+    {
+      rate: fc.integer({ min: 1, max: 64 * MiB }),
+      asks: fc.array(fc.integer({ min: 1, max: 64 * MiB }), { minLength: 1, maxLength: 6 }),
+      pressure: fc.constantFrom(...pressureLevels)
+    },
+    ({ asks, pressure, rate }) =>
+      Effect.gen(function*() {
+        yield* setPressure(pressure)
+        const limiter = yield* forStream(rate)
+        const quantum = Math.max(1, Math.floor(rate * AdaptiveRateLimiterLive.pressureFactor(pressure) / 4))
+        for (const ask of asks) {
+          const fiber = yield* Effect.fork(limiter.take(ask))
+          yield* TestClock.adjust("1 hour")
+          const granted = yield* Fiber.join(fiber)
+          assert.isAtLeast(granted, 1)
+          assert.isAtMost(granted, Math.min(ask, quantum))
+          assert.strictEqual(granted, Math.min(ask, quantum))
+        }
+      }).pipe(Effect.provide(TestEnv)),
+    { fastCheck: { numRuns: 50 } }
+  )
 
   it.effect("the global rate is shared by all reads", () =>
     Effect.gen(function*() {
@@ -120,6 +185,15 @@ describe("AdaptiveRateLimiterLive", () => {
       assert.isAtMost(Math.abs(bytesA - bytesB), 2 * 64 * KiB, "both reads get their share")
     }).pipe(Effect.provide(withGlobalRate(1 * MiB))))
 
+  it.effect("a global rate below the chunk size grants parts of chunks too", () =>
+    Effect.gen(function*() {
+      const { counter, fiber } = yield* pump(yield* forStream(), 256 * KiB)
+      yield* TestClock.adjust("10 seconds")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(counter.largest, 8 * KiB, "a quarter second of 32 KiB/s")
+      assertRate(counter.bytes, 10, 32 * KiB)
+    }).pipe(Effect.provide(withGlobalRate(32 * KiB))))
+
   it.effect("a read's cap below the global rate is the one that binds", () =>
     Effect.gen(function*() {
       const { counter, fiber } = yield* pump(yield* forStream(256 * KiB), 64 * KiB)
@@ -133,12 +207,14 @@ describe("AdaptiveRateLimiterLive", () => {
   it.effect("an interrupted take gives its bytes back", () =>
     Effect.gen(function*() {
       const limiter = yield* forStream(1 * MiB)
-      yield* limiter.take(1 * MiB)
-      const waiting = yield* Effect.fork(limiter.take(1 * MiB))
+      assert.strictEqual(yield* limiter.take(256 * KiB), 256 * KiB, "the burst")
+      const waiting = yield* Effect.fork(limiter.take(256 * KiB))
       yield* settle
+      assert.isFalse(yield* isDone(waiting))
       assert.isTrue(Exit.isInterrupted(yield* Fiber.interrupt(waiting)))
-      const next = yield* Effect.fork(limiter.take(512 * KiB))
-      yield* TestClock.adjust("500 millis")
+      const next = yield* Effect.fork(limiter.take(128 * KiB))
+      yield* settle
+      yield* TestClock.adjust("125 millis")
       assert.isTrue(yield* isDone(next), "waits for its own bytes only, not the abandoned ones")
     }).pipe(Effect.provide(TestEnv)))
 

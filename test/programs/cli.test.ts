@@ -4,7 +4,8 @@ import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { KiB, MiB } from "../../src/services/ReadOptions.js"
-import { runCli } from "../support/cli.js"
+import { partialSuffix } from "../../src/layers/FileDestination.js"
+import { runCli, startCli } from "../support/cli.js"
 import { makeTestServer } from "../support/httpServer.js"
 import { tempDir, testBytes, writeFile } from "../support/files.js"
 
@@ -70,7 +71,7 @@ describe("streaming-reader read (end to end)", () => {
   describe("bad input: exit 2 and one clear line", () => {
     const cases: ReadonlyArray<readonly [string, (dir: string) => ReadonlyArray<string>, string]> = [
       ["missing file", (dir) => [NodePath.join(dir, "missing.bin")], "source not found"],
-      ["directory", (dir) => [dir], "not a regular file"],
+      ["directory", (dir) => [dir], "is a directory, not a file"],
       ["unsupported scheme", () => ["ftp://example.com/file"], "invalid URL ftp://example.com/file"],
       ["malformed URL", () => ["http://[oops/file"], "invalid URL"],
       ["bad size", (dir) => [writeFile(dir, "a.bin", testBytes(10)), "--chunk-size", "12XB"], "--chunk-size: not a size: 12XB"],
@@ -133,5 +134,44 @@ describe("streaming-reader read (end to end)", () => {
       const result = yield* cli(["read", server.url("/file"), "--out", NodePath.join(dir, "o"), "--retries", "0"])
       assert.strictEqual(result.code, 1)
       assertOneLine(result.stderr, "503")
+    }))
+
+  it.scopedLive("log lines go to stderr, warnings by default, and --log-level error hides them", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const server = yield* makeTestServer({ body: testBytes(512 * KiB, 3), etag: "\"v1\"", stallAfter: 128 * KiB })
+      const argsFor = (name: string) => [
+        "read", server.url("/file"), "--out", NodePath.join(dir, name), "--state", NodePath.join(dir, `${name}.db`),
+        "--chunk-size", "32KiB", "--min-chunk", "32KiB", "--max-chunk", "32KiB", "--checkpoint-every", "1", "--quiet"
+      ]
+      // Two copies stopped part-way, each with a checkpoint; their partial files are then overwritten,
+      // so resuming them logs a warning and copies again from byte 0.
+      const children = yield* Effect.acquireRelease(
+        Effect.sync(() => ["quiet.bin", "loud.bin"].map((name) => startCli(argsFor(name)))),
+        (started) => Effect.sync(() => started.forEach((child) => child.signal("SIGKILL")))
+      )
+      const partials = ["quiet.bin", "loud.bin"].map((name) => NodePath.join(dir, name + partialSuffix))
+      yield* Effect.promise(async () => {
+        const deadline = Date.now() + 10_000
+        const size = (path: string) => (NodeFs.existsSync(path) ? NodeFs.statSync(path).size : 0)
+        while (partials.some((path) => size(path) < 96 * KiB) && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        }
+      })
+      children.forEach((child) => child.signal("SIGTERM"))
+      const stopped = yield* Effect.promise(() => Promise.all(children.map((child) => child.exited)))
+      assert.deepStrictEqual(stopped.map((result) => result.code), [143, 143], stopped.map((r) => r.stderr).join(""))
+      partials.forEach((path) => NodeFs.writeFileSync(path, new Uint8Array(NodeFs.statSync(path).size)))
+      server.configure({ stallAfter: undefined })
+      const [quiet, loud] = yield* Effect.all([
+        cli([...argsFor("quiet.bin"), "--log-level", "error"]),
+        cli(argsFor("loud.bin"))
+      ], { concurrency: "unbounded" })
+      assert.strictEqual(quiet.code, 0, quiet.stderr)
+      assert.strictEqual(quiet.stderr, "")
+      assert.strictEqual(quiet.stdout, "")
+      assert.strictEqual(loud.code, 0, loud.stderr)
+      assert.strictEqual(loud.stdout, "", "nothing but --json output on stdout")
+      assert.match(loud.stderr, /^streaming-reader: warning: [^\n]*copying again from byte 0\n$/)
     }))
 })

@@ -30,3 +30,40 @@ export const runCli = (args: ReadonlyArray<string>, options: { readonly cwd?: st
     child.on("error", reject)
     child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
   })
+
+/** A run of the command line started in the background. */
+export interface CliProcess {
+  /** Sends `signal` to the process. */
+  readonly signal: (signal: NodeJS.Signals) => void
+  /** What was printed on stderr so far. */
+  readonly stderr: () => string
+  /** Resolves once the process has exited and its output is closed. */
+  readonly exited: Promise<CliResult>
+}
+
+/** Starts `streaming-reader <args>` without waiting for it; the caller must make it exit. */
+export const startCli = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
+): CliProcess => {
+  const child = spawn(process.execPath, [cliEntry, ...args], {
+    cwd: options.cwd ?? process.cwd(),
+    env: { ...process.env, ...options.env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let stdout = ""
+  let stderr = ""
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+  const exited = new Promise<CliResult>((resolve, reject) => {
+    child.on("error", reject)
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+  return {
+    signal: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+    },
+    stderr: () => stderr,
+    exited
+  }
+}

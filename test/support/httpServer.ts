@@ -31,6 +31,14 @@ export interface ServeOptions {
   readonly stallAfter: number | undefined
   /** Write the body in pieces of this size, waiting for the socket to drain between them. */
   readonly writeChunk: number
+  /** The Date sent: the current time when `undefined`, none when `null`. */
+  readonly date: string | null | undefined
+  /** Answer a range with at most this many bytes (a 206 for a shorter range than asked). */
+  readonly rangeCap: number | undefined
+  /** Send `*` as the total in Content-Range. */
+  readonly unknownTotal: boolean
+  /** After this many requests to the data path, answer every further one `status` with no body. */
+  readonly statusAfter: { readonly requests: number; readonly status: number } | undefined
 }
 
 /** One request the server received. */
@@ -91,8 +99,13 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
         truncateAfter: undefined,
         stallAfter: undefined,
         writeChunk: 64 * 1024,
+        date: undefined,
+        rangeCap: undefined,
+        unknownTotal: false,
+        statusAfter: undefined,
         ...initial
       }
+      let dataRequests = 0
       const failures: Array<{ readonly status: number; readonly headers: Readonly<Record<string, string>> }> = []
       const log: Array<RecordedRequest> = []
       const sockets = new Set<Socket>()
@@ -137,7 +150,12 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
       }
 
       const serveFile = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
-        const failure = failures.shift()
+        dataRequests += 1
+        if (options.date === null) res.sendDate = false
+        else if (options.date !== undefined) res.setHeader("date", options.date)
+        const failure = failures.shift() ?? (options.statusAfter !== undefined && dataRequests > options.statusAfter.requests
+          ? { status: options.statusAfter.status, headers: {} }
+          : undefined)
         if (failure !== undefined) {
           res.writeHead(failure.status, failure.headers)
           return res.end()
@@ -167,8 +185,8 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
           }
           status = 206
           start = range.start
-          end = Math.min(range.end ?? size - 1, size - 1)
-          headers["content-range"] = `bytes ${start + options.lieContentRange}-${end}/${size}`
+          end = Math.min(range.end ?? size - 1, size - 1, start + (options.rangeCap ?? size) - 1)
+          headers["content-range"] = `bytes ${start + options.lieContentRange}-${end}/${options.unknownTotal ? "*" : size}`
         }
         let payload = body.subarray(start, end + 1)
         if (options.extraBytes > 0) {

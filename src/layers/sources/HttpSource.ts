@@ -6,11 +6,15 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { Chunk, Clock, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
+import { createHash } from "node:crypto"
 import {
+  BadRedirect,
   HttpStatusError,
   InvalidUrl,
   RangeNotSupported,
+  redactText,
   redactUrl,
   SourceChanged,
   SourceNotFound,
@@ -19,16 +23,34 @@ import {
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
 import { rechunk } from "./rechunk.js"
 
-/** Redirects followed per attempt before the last 3xx answer becomes an `HttpStatusError`. */
+/** Redirects followed per attempt; one more is a `BadRedirect`. */
 export const maxRedirects = 5
 
+/** How an HTTP source behaves beyond the URL. */
+export interface HttpSourceOptions {
+  /** Send the trace context (`traceparent`, `b3`) to the URL's own origin; never to another one. Off by default. */
+  readonly tracePropagation?: boolean
+}
+
+const redirectStatuses: ReadonlySet<number> = new Set([301, 302, 303, 307, 308])
+
 /** Opens an HTTP(S) URL as a seekable source read with one ranged GET per attempt. */
-export const makeHttpSource = (client: HttpClient.HttpClient, url: URL): SourceHandle => {
+export const makeHttpSource = (
+  client: HttpClient.HttpClient,
+  url: URL,
+  options: HttpSourceOptions = {}
+): SourceHandle => {
   const source = redactUrl(url)
-  const scopedClient = HttpClient.withScope(client)
+  // The platform's own client span records the full URL, query signatures included: it is
+  // replaced by a span that names the redacted URL, and trace headers are added here or not at all.
+  const scopedClient = HttpClient.withScope(client).pipe(
+    HttpClient.withTracerPropagation(false),
+    HttpClient.withTracerDisabledWhen(() => true)
+  )
   const origin = url.origin
   const authorization = basicAuthorization(url)
   const requestUrl = withoutCredentials(url)
+  const tracePropagation = options.tracePropagation === true
 
   const statusError = (response: HttpClientResponse.HttpClientResponse) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -45,6 +67,31 @@ export const makeHttpSource = (client: HttpClient.HttpClient, url: URL): SourceH
       ? new InvalidUrl({ input: source, reason: "not a valid request URL" })
       : networkError(source, error.cause)
 
+  // One request, in a span that names the redacted URL; the trace context goes only to the first
+  // URL's origin. The span ends with no value (a response holds the full URL and the credentials).
+  const send = (target: URL, headers: Readonly<Record<string, string>>, hopScope: Scope.Scope) =>
+    Effect.suspend(() => {
+      let response: HttpClientResponse.HttpClientResponse | undefined
+      return Effect.useSpan(
+        "HttpSource.request",
+        { kind: "client", attributes: { "http.request.method": "GET", "url.full": redactUrl(target) } },
+        (span) => {
+          const sameOrigin = target.origin === origin
+          const sent: Record<string, string> = { ...headers }
+          if (authorization !== undefined && sameOrigin) sent["authorization"] = authorization
+          if (tracePropagation && sameOrigin) Object.assign(sent, HttpTraceContext.toHeaders(span))
+          return scopedClient.execute(HttpClientRequest.get(target.href, { headers: sent })).pipe(
+            Scope.extend(hopScope),
+            Effect.mapError(requestFailed),
+            Effect.map((answer) => {
+              response = answer
+              span.attribute("http.response.status_code", answer.status)
+            })
+          )
+        }
+      ).pipe(Effect.map(() => response!))
+    })
+
   // One hop of the redirect chain in its own child scope, so a redirect answer is aborted
   // as soon as the next hop starts, while the final answer lives as long as the attempt.
   const execute = (
@@ -58,25 +105,29 @@ export const makeHttpSource = (client: HttpClient.HttpClient, url: URL): SourceH
   > =>
     Effect.gen(function*() {
       const hopScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      const sameOrigin = target.origin === origin
-      const request = HttpClientRequest.get(target.href, {
-        headers: sameOrigin || authorization === undefined
-          ? headers
-          : Object.fromEntries(Object.entries(headers).filter(([name]) => name !== "authorization"))
-      })
-      const response = yield* scopedClient.execute(request).pipe(
-        Scope.extend(hopScope),
-        Effect.mapError(requestFailed),
+      const response = yield* send(target, headers, hopScope).pipe(
         Effect.onError(() => Scope.close(hopScope, Exit.void))
       )
       const location = response.headers["location"]
-      if (response.status < 300 || response.status >= 400 || location === undefined || redirects >= maxRedirects) {
-        return { response, hopScope }
-      }
+      if (!redirectStatuses.has(response.status) || location === undefined) return { response, hopScope }
       yield* Scope.close(hopScope, Exit.void)
-      const next = resolveRedirect(location, target)
-      if (next === undefined) return yield* statusError(response)
-      return yield* execute(scope, next, headers, redirects + 1)
+      if (redirects >= maxRedirects) {
+        return yield* new BadRedirect({ source, reason: `too many redirects (more than ${maxRedirects})` })
+      }
+      const next = parseRedirect(location, target)
+      if (next === undefined) {
+        return yield* new BadRedirect({
+          source,
+          reason: `unreadable Location ${JSON.stringify(shorten(redactText(location)))}`
+        })
+      }
+      if (next.protocol !== "http:" && next.protocol !== "https:") {
+        return yield* new BadRedirect({
+          source,
+          reason: `redirect to a non-HTTP URL refused: ${shorten(redactUrl(next))}`
+        })
+      }
+      return yield* execute(scope, withoutCredentials(next), headers, redirects + 1)
     })
 
   const readFrom = Effect.fn("HttpSource.readFrom")(function*(offset: number, expected?: SourceIdentity) {
@@ -87,8 +138,8 @@ export const makeHttpSource = (client: HttpClient.HttpClient, url: URL): SourceH
       "range": `bytes=${offset}-`,
       "accept-encoding": "identity"
     }
-    if (authorization !== undefined) headers["authorization"] = authorization
-    if (expected?.etag !== undefined && !expected.etag.startsWith("W/")) headers["if-range"] = expected.etag
+    const ifRange = expected === undefined ? undefined : ifRangeValidator(expected)
+    if (ifRange !== undefined) headers["if-range"] = ifRange
 
     const scope = yield* Effect.scope
     const { hopScope, response } = yield* execute(scope, requestUrl, headers, 0)
@@ -97,8 +148,40 @@ export const makeHttpSource = (client: HttpClient.HttpClient, url: URL): SourceH
     )
   })
 
-  return { source, seekable: true, canStall: true, readFrom }
+  return source === url.href
+    ? { source, seekable: true, canStall: true, readFrom }
+    : { source, checkpointKey: checkpointKeyOf(source, url), seekable: true, canStall: true, readFrom }
 }
+
+/** The checkpoint key of a URL whose printable name hides something: that name and a short hash of the full URL. */
+export const checkpointKeyOf = (redacted: string, url: URL): string =>
+  `${redacted} #${createHash("sha256").update(url.href).digest("hex").slice(0, 16)}`
+
+/**
+ * The validator an `If-Range` may carry for this identity (RFC 9110 §13.1.5): its strong
+ * entity tag; or, with no entity tag at all, a Last-Modified date that was strong; else none.
+ */
+export const ifRangeValidator = (identity: SourceIdentity): string | undefined => {
+  if (identity.strongValidator === false) return undefined
+  if (identity.etag !== undefined) return isStrongEtag(identity.etag) ? identity.etag : undefined
+  return identity.lastModified
+}
+
+/** Whether an ETag is a strong entity tag: `"..."`, not `W/"..."` (nor anything malformed). */
+const isStrongEtag = (etag: string): boolean => /^"[^"]*"$/.test(etag)
+
+/**
+ * Whether a Last-Modified is a strong validator (RFC 9110 §8.8.2.2): the same response's `Date`
+ * is at least one second later, so a change within that second would have changed the date.
+ */
+const isStrongDate = (lastModified: string, date: string | undefined): boolean => {
+  if (date === undefined) return false
+  const modified = Date.parse(lastModified)
+  const sent = Date.parse(date)
+  return Number.isFinite(modified) && Number.isFinite(sent) && sent - modified >= 1000
+}
+
+const shorten = (text: string): string => text.length > 200 ? `${text.slice(0, 200)}…` : text
 
 const interpret = (
   source: string,
@@ -129,7 +212,10 @@ const interpret = (
       }
       const identity = range.total === undefined ? tags : { size: range.total, ...tags }
       const pull = yield* Stream.toPull(response.stream).pipe(Scope.extend(hopScope))
-      return makeCursor(source, identity, pull, offset, offset, range.end + 1)
+      // A server may send less than the rest (a capped range, or of an unknown total): its end is then no end.
+      const rangeIsTheRest = range.total !== undefined && range.end + 1 === range.total
+      const restOf = rangeIsTheRest ? undefined : range.total ?? "?"
+      return makeCursor(source, identity, pull, hopScope, offset, offset, range.end + 1, restOf)
     }
 
     if (status >= 200 && status < 300) {
@@ -137,7 +223,7 @@ const interpret = (
       const identity = length === undefined ? tags : { size: length, ...tags }
       if (length !== undefined && length < offset) yield* pastTheEnd(source, offset, length, expected, identity)
       const pull = yield* Stream.toPull(response.stream).pipe(Scope.extend(hopScope))
-      return makeCursor(source, identity, pull, 0, offset, length ?? Number.POSITIVE_INFINITY)
+      return makeCursor(source, identity, pull, hopScope, 0, offset, length ?? Number.POSITIVE_INFINITY, undefined)
     }
 
     if (status === 416) {
@@ -178,17 +264,22 @@ const makeEndCursor = (identity: SourceIdentity): SourceCursor => ({
 })
 
 /**
- * A cursor over one response body. `bodyStart` is the absolute offset of the body's first
- * byte, `offset` the first byte to deliver (bytes before it are discarded: a server that
- * ignored the range), `end` the exclusive absolute end (bytes past it are dropped).
+ * A cursor over one response body, living in `scope` (the answer's). `bodyStart` is the
+ * absolute offset of the body's first byte, `offset` the first byte to deliver (bytes before it
+ * are discarded: a server that ignored the range), `end` the exclusive absolute end (bytes past
+ * it are dropped). `restOf` is set when `end` is not the end of the object (a shorter range): the
+ * total, or `?` when unknown. Reaching `end` then fails transiently, so the read goes on with a
+ * new request.
  */
 const makeCursor = (
   source: string,
   identity: SourceIdentity,
   pullChunk: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<HttpClientError.ResponseError>>,
+  scope: Scope.Scope,
   bodyStart: number,
   offset: number,
-  end: number
+  end: number,
+  restOf: number | "?" | undefined
 ): SourceCursor => {
   let bodyPosition = bodyStart // absolute offset of the next body byte not yet taken from the stream
   let queue: ReadonlyArray<Uint8Array> = []
@@ -202,16 +293,22 @@ const makeCursor = (
     return Effect.fail(error)
   }
 
+  const atEnd: Effect.Effect<undefined, TransientReadError> = Effect.suspend(() => {
+    bodyDone = true
+    return restOf === undefined
+      ? Effect.succeed(undefined)
+      : fail(
+        new TransientReadError({ source, reason: `the server sent a shorter range, up to byte ${end} of ${restOf}` })
+      )
+  })
+
   // The next usable slice of the body, `undefined` at its end; fails only with a transient error.
   const nextSlice: Effect.Effect<Uint8Array | undefined, TransientReadError> = Effect.suspend(() => {
     if (failure !== undefined) return Effect.fail(failure)
     while (queueIndex < queue.length) {
       const raw = queue[queueIndex++]!
       const chunkStart = bodyPosition
-      if (chunkStart >= end) {
-        bodyDone = true
-        return Effect.succeed(undefined)
-      }
+      if (chunkStart >= end) return atEnd
       bodyPosition += raw.byteLength
       const from = Math.max(0, offset - chunkStart)
       const to = Math.min(raw.byteLength, end - chunkStart)
@@ -220,16 +317,13 @@ const makeCursor = (
         return Effect.succeed(new Uint8Array(raw.buffer, raw.byteOffset + from, to - from))
       }
     }
-    if (bodyDone) return Effect.succeed(undefined)
+    if (bodyDone) return atEnd
     return Effect.matchEffect(pullChunk, {
       onFailure: Option.match({
         onNone: () =>
           Number.isFinite(end) && bodyPosition < end
             ? fail(new TransientReadError({ source, reason: `body ended early at byte ${bodyPosition} of ${end}` }))
-            : Effect.sync(() => {
-              bodyDone = true
-              return undefined
-            }),
+            : atEnd,
         onSome: (error) => {
           const cause = networkError(source, error.cause)
           return fail(
@@ -245,7 +339,7 @@ const makeCursor = (
     })
   })
 
-  const take = rechunk(nextSlice)
+  const take = rechunk(nextSlice, { scope })
 
   return {
     identity,
@@ -289,19 +383,27 @@ export const parseRetryAfter = (value: string | undefined, now: number): number 
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
-const identityTags = (headers: Readonly<Record<string, string>>): SourceIdentity => {
+/**
+ * What a response says about the version: its ETag and Last-Modified, and `strongValidator:
+ * false` unless a strong ETag, or a strong Last-Modified with no ETag at all, vouches for it.
+ * Nothing that changes per response (the `Date` itself) is kept, so two answers compare equal.
+ */
+export const identityTags = (headers: Readonly<Record<string, string>>): SourceIdentity => {
   const etag = headers["etag"]
   const lastModified = headers["last-modified"]
+  const strong = etag !== undefined
+    ? isStrongEtag(etag)
+    : lastModified !== undefined && isStrongDate(lastModified, headers["date"])
   return {
     ...(etag === undefined ? {} : { etag }),
-    ...(lastModified === undefined ? {} : { lastModified })
+    ...(lastModified === undefined ? {} : { lastModified }),
+    ...(strong ? {} : { strongValidator: false })
   }
 }
 
-const resolveRedirect = (location: string, base: URL): URL | undefined => {
+const parseRedirect = (location: string, base: URL): URL | undefined => {
   try {
-    const next = new URL(location, base)
-    return next.protocol === "http:" || next.protocol === "https:" ? withoutCredentials(next) : undefined
+    return new URL(location, base)
   } catch {
     return undefined
   }

@@ -32,10 +32,13 @@ export const openBytes = (name: string, bytes: Uint8Array): SourceHandle => ({
 
 /**
  * A source over a Node `Readable`, consumed once. A new attempt may start at the current
- * position or ahead of it (skipping bytes), never behind it.
+ * position or ahead of it (skipping bytes), never behind it. A pull returns what has arrived
+ * instead of waiting for the whole size (see `rechunk`); a read still in flight when the source's
+ * scope closes is interrupted.
  */
 export const openReadable = (name: string, readable: Readable) =>
   Effect.gen(function*() {
+    const scope = yield* Effect.scope
     const pullNext = yield* NodeStream.fromReadable<TransientReadError, Uint8Array>(
       () => readable,
       (error) => new TransientReadError({ source: name, reason: error instanceof Error ? error.message : String(error) })
@@ -46,7 +49,8 @@ export const openReadable = (name: string, readable: Readable) =>
           chunk.length === 1 ? Chunk.unsafeHead(chunk) : Buffer.concat(Array.from(chunk))
         ),
         Effect.catchAll(Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))
-      )
+      ),
+      { scope }
     )
     let position = 0
     const counted = (maxBytes: number, into?: Uint8Array) =>
