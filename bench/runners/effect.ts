@@ -12,7 +12,7 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { pathToFileURL } from "node:url"
 import type * as StacksModule from "../../src/layers/Stacks.js"
-import type * as CopyModule from "../../src/programs/copy.js"
+import type * as CopyModule from "../../src/layers/FileCopy.js"
 import type * as MetricsModule from "../../src/services/ReaderMetrics.js"
 import type { ReadStats } from "../../src/services/ReaderMetrics.js"
 import type { ReadOptionsInput } from "../../src/services/ReadOptions.js"
@@ -24,7 +24,7 @@ import { emitError, emitResult, jobArgument, monotonicUs, readHeap, settledReadi
 const dist = (path: string) => pathToFileURL(NodePath.resolve("dist", path)).href
 
 const Stacks = (await import(dist("layers/Stacks.js"))) as typeof StacksModule
-const Copy = (await import(dist("programs/copy.js"))) as typeof CopyModule
+const Copy = (await import(dist("layers/FileCopy.js"))) as typeof CopyModule
 const Metrics = (await import(dist("services/ReaderMetrics.js"))) as typeof MetricsModule
 const Reader = (await import(dist("services/StreamingReader.js"))) as typeof ReaderModule
 

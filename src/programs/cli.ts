@@ -13,8 +13,8 @@ import { lockSuffix, partialSuffix } from "../layers/FileDestination.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { decodeReadOptions, formatSize, InvalidOptions, parseSize } from "../services/ReadOptions.js"
-import type { CopyError, CopyProgress, CopySummary } from "./copy.js"
-import { copyToFile } from "./copy.js"
+import type { CopyError, CopyProgress, CopySummary } from "../layers/FileCopy.js"
+import { copyToFile } from "../layers/FileCopy.js"
 
 /** Exit codes of the command line. */
 export const ExitCode = { Done: 0, ReadFailed: 1, BadInput: 2 } as const

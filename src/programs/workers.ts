@@ -19,8 +19,8 @@ import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { formatSize } from "../services/ReadOptions.js"
 import { StreamingReader } from "../services/StreamingReader.js"
 import { errorLine, ExitCode, exitCodeFor, outputName, parseDurationMs, readConfig, readOptionsOf } from "./cli.js"
-import type { CopyError } from "./copy.js"
-import { copyToFile } from "./copy.js"
+import type { CopyError } from "../layers/FileCopy.js"
+import { copyToFile } from "../layers/FileCopy.js"
 
 /** `--postgres <url>`, else `STREAMING_READER_POSTGRES_URL`; kept redacted. */
 export const postgresOption = Options.redacted("postgres").pipe(

@@ -5,8 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { execFileSync, spawn } from "node:child_process"
-import type { ChildProcess } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import { createRequire } from "node:module"
 import * as NodeFs from "node:fs"
@@ -14,7 +13,8 @@ import * as Http from "node:http"
 import * as Net from "node:net"
 import * as NodePath from "node:path"
 import { MiB } from "../../src/services/ReadOptions.js"
-import { cliEntry, runCli } from "../support/cli.js"
+import type { CliProcess } from "../support/cli.js"
+import { runCli, startCli } from "../support/cli.js"
 import { tempDir, testBytes, writeFile } from "../support/files.js"
 
 const cli = (args: ReadonlyArray<string>) => Effect.promise(() => runCli(args))
@@ -36,24 +36,6 @@ const assertOneLine = (stderr: string, includes: string) => {
   assert.include(lines[0]!, includes)
 }
 
-/** A running CLI process and its outcome. */
-interface Started {
-  readonly child: ChildProcess
-  readonly done: Promise<{ readonly code: number | null; readonly stderr: string; readonly stdout: string }>
-}
-
-const start = (args: ReadonlyArray<string>): Started => {
-  const child = spawn(process.execPath, [cliEntry, ...args], { stdio: ["ignore", "pipe", "pipe"] })
-  let stdout = ""
-  let stderr = ""
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-  const done = new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) =>
-    child.on("close", (code) => resolve({ code, stderr, stdout }))
-  )
-  return { child, done }
-}
-
 /** Waits (real time, bounded) until `ready` holds. */
 const until = (ready: () => boolean, timeoutMs = 20_000) =>
   Effect.promise(() =>
@@ -68,14 +50,14 @@ const until = (ready: () => boolean, timeoutMs = 20_000) =>
     })
   )
 
-const finish = (started: Started) => Effect.promise(() => started.done)
+const finish = (started: CliProcess) => Effect.promise(() => started.exited)
 
 /** Starts a copy and kills it with SIGKILL once its partial file holds `atBytes`. */
 const killAt = (args: ReadonlyArray<string>, partial: string, atBytes: number) =>
   Effect.gen(function*() {
-    const started = start(args)
+    const started = startCli(args)
     assert.isTrue(yield* until(() => sizeOf(partial) >= atBytes), "the copy made progress")
-    started.child.kill("SIGKILL")
+    started.signal("SIGKILL")
     yield* finish(started)
   })
 
@@ -188,7 +170,7 @@ describe("partial file and rename", () => {
       const dir = yield* tempDir
       const source = writeFile(dir, "source.bin", testBytes(3 * MiB, 7))
       const out = NodePath.join(dir, "out.bin")
-      const copying = start(["read", source, "--out", out, "--rate", "2MiB/s", "--state", NodePath.join(dir, "s.db")])
+      const copying = startCli(["read", source, "--out", out, "--rate", "2MiB/s", "--state", NodePath.join(dir, "s.db")])
       assert.isTrue(yield* until(() => sizeOf(`${out}.partial`) > 0))
       assert.isFalse(NodeFs.existsSync(out), "nothing at the final path while copying")
       assert.isTrue(NodeFs.existsSync(`${out}.lock`))
@@ -233,11 +215,11 @@ describe("one writer per output", () => {
       const dir = yield* tempDir
       const source = writeFile(dir, "source.bin", testBytes(4 * MiB, 10))
       const out = NodePath.join(dir, "out.bin")
-      const first = start(["read", source, "--out", out, "--rate", "1MiB/s", "--state", NodePath.join(dir, "a.db")])
+      const first = startCli(["read", source, "--out", out, "--rate", "1MiB/s", "--state", NodePath.join(dir, "a.db")])
       assert.isTrue(yield* until(() => sizeOf(`${out}.partial`) > 0))
       const second = yield* cli(["read", source, "--out", out, "--state", NodePath.join(dir, "b.db"), "--restart"])
       assert.strictEqual(second.code, 1, second.stderr)
-      assertOneLine(second.stderr, `process ${first.child.pid}`)
+      assertOneLine(second.stderr, `process ${first.pid}`)
       const done = yield* finish(first)
       assert.strictEqual(done.code, 0, done.stderr)
       assert.strictEqual(sha256(out), sha256(source))
@@ -451,7 +433,7 @@ describe("HTTP objects without a strong validator", () => {
       const second = testBytes(1 * MiB, 19)
       const server = yield* makeWeakServer(first, "W/\"v1\"")
       const out = NodePath.join(dir, "out.bin")
-      const copying = start(["read", server.url, "--out", out, "--state", NodePath.join(dir, "s.db")])
+      const copying = startCli(["read", server.url, "--out", out, "--state", NodePath.join(dir, "s.db")])
       assert.isTrue(yield* until(() => sizeOf(`${out}.partial`) > 300_000))
       server.state.body = second
       server.state.dropNow = true

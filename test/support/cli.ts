@@ -15,24 +15,10 @@ export interface CliResult {
   readonly stderr: string
 }
 
-/** Runs `streaming-reader <args>` to completion. */
-export const runCli = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}) =>
-  new Promise<CliResult>((resolve, reject) => {
-    const child = spawn(process.execPath, [cliEntry, ...args], {
-      cwd: options.cwd ?? process.cwd(),
-      env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("error", reject)
-    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-
 /** A run of the command line started in the background. */
 export interface CliProcess {
+  /** The process id. */
+  readonly pid: number
   /** Sends `signal` to the process. */
   readonly signal: (signal: NodeJS.Signals) => void
   /** What was printed on stderr so far. */
@@ -60,6 +46,7 @@ export const startCli = (
     child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }))
   })
   return {
+    pid: child.pid!,
     signal: (signal) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
     },
@@ -67,3 +54,9 @@ export const startCli = (
     exited
   }
 }
+
+/** Runs `streaming-reader <args>` to completion. */
+export const runCli = (
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
+): Promise<CliResult> => startCli(args, options).exited

@@ -1,11 +1,11 @@
 /**
- * The copy program: reads one source with the `StreamingReader` into a file destination,
+ * The file copy: reads one source with the `StreamingReader` into a file destination,
  * resuming where a previous run left off, and reports what it did.
  */
 import { Effect, Predicate, Stream } from "effect"
 import { createHash } from "node:crypto"
-import * as FileDestination from "../layers/FileDestination.js"
-import type { DestinationError } from "../layers/FileDestination.js"
+import * as FileDestination from "./FileDestination.js"
+import type { DestinationError } from "./FileDestination.js"
 import { MemoryMonitor } from "../services/MemoryMonitor.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
