@@ -4,7 +4,7 @@
  * alternating variants round by round, and writes `bench/results/REPORT.md`,
  * `throughput.svg`, `rss.svg` and `results.json`. A failing run or scenario is reported,
  * never fatal; every child is killed and the temp dir removed at the end.
- * `BENCH_ONLY=copy,read,...` runs only the named scenarios (see `scenarioNames`). Quick and
+ * `BENCH_ONLY=copy,read,...` runs only the named scenarios (see `ScenarioName`). Quick and
  * partial runs write to `bench/results/dev/` instead (ignored by git). `BENCH_RENDER=<results.json>`
  * renders the report and charts again from a run's raw figures, measuring nothing.
  */
@@ -26,7 +26,7 @@ const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
 /** The scenarios, in the order they run; `BENCH_ONLY` picks some of them. */
-const scenarioNames = ["copy", "read", "http", "memory", "concurrent", "soak", "profile"] as const
+type ScenarioName = "copy" | "read" | "http" | "memory" | "concurrent" | "soak" | "profile"
 
 const quick = process.env.BENCH_QUICK === "1"
 const only = process.env.BENCH_ONLY?.split(",").map((name) => name.trim())
@@ -175,12 +175,14 @@ const summary = (outcome: ChildOutcome, variant: Variant) => {
   if (!outcome.ok) return `FAILED: ${outcome.error ?? ""}`
   const result = outcome.result
   if (result === undefined) {
-    return `${(outcome.wallMs / 1000).toFixed(2)} s whole process (${mbPerSec(variant.bytes, outcome.wallMs).toFixed(0)} MB/s)`
+    return `${(outcome.wallMs / 1000).toFixed(2)} s whole process (${
+      mbPerSec(variant.bytes, outcome.wallMs).toFixed(0)
+    } MB/s)`
   }
   const warm = result.warm === undefined ? "" : ` (2nd pass ${mbPerSec(result.bytes, result.warm.ms).toFixed(0)})`
-  return `${mbPerSec(result.bytes, result.ms).toFixed(0)} MB/s${warm}, RSS idle ${(result.idleRss / MB).toFixed(0)} MB, peak +${
-    ((result.peakRss - result.idleRss) / MB).toFixed(1)
-  } MB, ${(outcome.wallMs / 1000).toFixed(1)} s in all`
+  return `${mbPerSec(result.bytes, result.ms).toFixed(0)} MB/s${warm}, RSS idle ${
+    (result.idleRss / MB).toFixed(0)
+  } MB, peak +${((result.peakRss - result.idleRss) / MB).toFixed(1)} MB, ${(outcome.wallMs / 1000).toFixed(1)} s in all`
 }
 
 /**
@@ -212,7 +214,7 @@ const runRounds = async (scenario: string, variants: ReadonlyArray<Variant>) => 
 }
 
 /** Runs one scenario; a failure is recorded, not thrown. */
-const scenario = async (name: (typeof scenarioNames)[number], body: () => Promise<void>) => {
+const scenario = async (name: ScenarioName, body: () => Promise<void>) => {
   if (only !== undefined && !only.includes(name)) return
   const startedAt = performance.now()
   log(`scenario ${name}`)
@@ -345,8 +347,14 @@ const readScenario = (files: DataFiles) => {
   return runRounds("read", [
     plainRead("read.fh64", "FileHandle.read loop, 64 KiB", 64 * KiB),
     plainRead("read.fh256", "FileHandle.read loop, 256 KiB", 256 * KiB),
-    read("read.enhanced", "reader, enhanced, default options", config.runs, effect, { reuseBuffers: false, warm: true }),
-    read("read.enhanced-reuse", "reader, enhanced, reuseBuffers", config.runs, effect, { reuseBuffers: true, warm: true }),
+    read("read.enhanced", "reader, enhanced, default options", config.runs, effect, {
+      reuseBuffers: false,
+      warm: true
+    }),
+    read("read.enhanced-reuse", "reader, enhanced, reuseBuffers", config.runs, effect, {
+      reuseBuffers: true,
+      warm: true
+    }),
     {
       id: "read.platform",
       label: "@effect/platform FileSystem.stream",
@@ -447,7 +455,11 @@ const soakScenario = (files: DataFiles) =>
       runs: 1,
       spec: () =>
         effect(
-          { kind: "soak", sources: [files.big, ...files.streams.slice(0, config.soakSmallFiles)], durationMs: config.soakMs },
+          {
+            kind: "soak",
+            sources: [files.big, ...files.streams.slice(0, config.soakSmallFiles)],
+            durationMs: config.soakMs
+          },
           {},
           ["--expose-gc"],
           config.soakMs + 120_000
@@ -514,11 +526,13 @@ const writeResults = (final: BenchResults = { ...results, finishedAt: new Date()
 
 /** Reads a `results.json` back (to render the report again without measuring). */
 const readResults = (path: string): BenchResults => {
-  const raw = JSON.parse(NodeFs.readFileSync(path, "utf8")) as Omit<BenchResults, "variants" | "startedAt" | "finishedAt"> & {
-    readonly variants: ReadonlyArray<VariantRuns>
-    readonly startedAt: string
-    readonly finishedAt: string
-  }
+  const raw = JSON.parse(NodeFs.readFileSync(path, "utf8")) as
+    & Omit<BenchResults, "variants" | "startedAt" | "finishedAt">
+    & {
+      readonly variants: ReadonlyArray<VariantRuns>
+      readonly startedAt: string
+      readonly finishedAt: string
+    }
   return {
     ...raw,
     startedAt: new Date(raw.startedAt),

@@ -15,5 +15,8 @@ export * from "./services/ResourceCleanupManager.js"
 export * from "./services/StreamingReader.js"
 export * from "./services/StreamRecoveryManager.js"
 export * from "./layers/Stacks.js"
+export * as FileCopy from "./layers/FileCopy.js"
+/** A testing utility: a source in memory that fails on a plan (see its module). */
+export * as FaultInjectingSource from "./layers/FaultInjectingSource.js"
 export * from "./adapters/NodeStreams.js"
 export * from "./adapters/PromiseApi.js"

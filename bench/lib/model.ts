@@ -85,7 +85,9 @@ export const throughput = (variant: VariantRuns | undefined): Spread =>
 
 /** In-process MB/s of the second pass (same work again in the same process) of each successful run. */
 export const warmThroughput = (variant: VariantRuns | undefined): Spread =>
-  spread(okResults(variant).flatMap((result) => result.warm === undefined ? [] : [mbPerSec(result.bytes, result.warm.ms)]))
+  spread(
+    okResults(variant).flatMap((result) => result.warm === undefined ? [] : [mbPerSec(result.bytes, result.warm.ms)])
+  )
 
 /** Whole-process MB/s (spawn to exit) of each successful run. */
 export const wallThroughput = (variant: VariantRuns | undefined): Spread =>

@@ -50,7 +50,8 @@ export const httpIds = ["http.fetch", "http.enhanced", "http.enhanced-reuse", "h
 
 const num = (n: number, digits = 0) =>
   Number.isFinite(n) ? n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–"
-const ratio = (a: number, b: number) => Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "–"
+const ratio = (a: number, b: number) =>
+  Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "–"
 const range = (s: Spread, digits = 0) => s.n === 0 ? "–" : `${num(s.min, digits)}–${num(s.max, digits)}`
 const kib = (bytes: number) => Number.isFinite(bytes) ? `${num(bytes / 1024)} KiB` : "–"
 const signedPercent = (a: number, b: number) =>
@@ -80,7 +81,9 @@ const runsCell = (variant: VariantRuns | undefined) => {
 const chunkSizes = (chunks: ChunkSummary | undefined) =>
   chunks === undefined ? "" : `${kib(chunks.meanChunkBytes)} / ${kib(chunks.maxChunkBytes)}`
 const latencies = (chunks: ChunkSummary | undefined) =>
-  chunks === undefined ? "" : `${num(chunks.p50ChunkMs, 2)} / ${num(chunks.p95ChunkMs, 2)} / ${num(chunks.p99ChunkMs, 2)}`
+  chunks === undefined
+    ? ""
+    : `${num(chunks.p50ChunkMs, 2)} / ${num(chunks.p95ChunkMs, 2)} / ${num(chunks.p99ChunkMs, 2)}`
 
 /** Measured value against a goal. */
 interface Goal {
@@ -90,7 +93,8 @@ interface Goal {
   readonly pass: boolean | undefined
 }
 
-const verdict = (pass: boolean | undefined) => pass === undefined ? "n/a (not measured)" : pass ? "**PASS**" : "**MISS**"
+const verdict = (pass: boolean | undefined) =>
+  pass === undefined ? "n/a (not measured)" : pass ? "**PASS**" : "**MISS**"
 
 /** The FileHandle-loop baseline whose chunk size is nearest to the chunk size our reader reached. */
 const nearestFileHandle = (results: BenchResults, chunkBytes: number) =>
@@ -135,7 +139,9 @@ const goalsOf = (results: BenchResults): ReadonlyArray<Goal> => {
       pass: check(copyOurs / copyBase, (x) => x >= 1.5)
     },
     {
-      goal: `read-only: enhanced reader with reuseBuffers / ${fh?.label ?? "FileHandle.read loop"} (nearest chunk size)`,
+      goal: `read-only: enhanced reader with reuseBuffers / ${
+        fh?.label ?? "FileHandle.read loop"
+      } (nearest chunk size)`,
       measured: `${ratio(readOurs, readBase)} (${num(readOurs)} vs ${num(readBase)} MB/s); 2nd pass: ${readWarm}`,
       target: "≥ 0.85×",
       pass: check(readOurs / readBase, (x) => x >= 0.85)
@@ -402,11 +408,13 @@ const memorySection = (results: BenchResults) => {
     const above = rssAboveIdle(v(id))
     const delta = (pick: (reading: HeapReading) => number) =>
       num(
-        median(okResults(v(id)).flatMap((r) =>
-          r.memoryBefore === undefined || r.memoryAfter === undefined
-            ? []
-            : [(pick(r.memoryAfter) - pick(r.memoryBefore)) / MB]
-        )),
+        median(
+          okResults(v(id)).flatMap((r) =>
+            r.memoryBefore === undefined || r.memoryAfter === undefined
+              ? []
+              : [(pick(r.memoryAfter) - pick(r.memoryBefore)) / MB]
+          )
+        ),
         1
       )
     return [
@@ -421,10 +429,12 @@ const memorySection = (results: BenchResults) => {
     ]
   })
   const concurrent = v("concurrent.100")
-  const meanAbove = median(okResults(concurrent).map((r) => {
-    const series = r.series ?? []
-    return series.reduce((total, [, rss]) => total + rss - r.idleRss, 0) / Math.max(1, series.length) / MB
-  }))
+  const meanAbove = median(
+    okResults(concurrent).map((r) => {
+      const series = r.series ?? []
+      return series.reduce((total, [, rss]) => total + rss - r.idleRss, 0) / Math.max(1, series.length) / MB
+    })
+  )
   const soak = okResults(v("soak"))[0]
   const window = soakWindowMs(results.config.soakMs)
   return [
@@ -510,9 +520,7 @@ const profileSection = (results: BenchResults) =>
     "",
     ...results.profiles.flatMap((profile) =>
       profile.passes.flatMap(({ mbPerSec, pass, summary }) => [
-        `### ${profile.label}, ${pass}: ${num(mbPerSec)} MB/s under the profiler, ${
-          num(summary.totalMs)
-        } ms sampled`,
+        `### ${profile.label}, ${pass}: ${num(mbPerSec)} MB/s under the profiler, ${num(summary.totalMs)} ms sampled`,
         "",
         table(
           ["origin", "self ms", "share"],
@@ -644,7 +652,6 @@ export const renderRssChart = (results: BenchResults): string => {
       points: [[from, at(from)], [end / 1000, at(end / 1000)]],
       dashed: true
     })
-
   }
   return lineChart("RSS above idle over time (sampled every 50 ms)", [
     {

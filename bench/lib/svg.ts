@@ -82,8 +82,12 @@ export const barChart = (title: string, unit: string, bars: ReadonlyArray<Bar>, 
         parts.push(`<text x="${labelWidth + 4}" y="${y + 14}" fill="#c00">failed</text>`)
       } else {
         parts.push(
-          `<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(bar.median) - labelWidth)}" height="${rowHeight - 6}" fill="${color}"/>`,
-          `<line x1="${x(bar.min)}" y1="${y + rowHeight / 2}" x2="${x(bar.max)}" y2="${y + rowHeight / 2}" stroke="#222"/>`,
+          `<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(bar.median) - labelWidth)}" height="${
+            rowHeight - 6
+          }" fill="${color}"/>`,
+          `<line x1="${x(bar.min)}" y1="${y + rowHeight / 2}" x2="${x(bar.max)}" y2="${
+            y + rowHeight / 2
+          }" stroke="#222"/>`,
           `<line x1="${x(bar.min)}" y1="${y + 6}" x2="${x(bar.min)}" y2="${y + rowHeight - 6}" stroke="#222"/>`,
           `<line x1="${x(bar.max)}" y1="${y + 6}" x2="${x(bar.max)}" y2="${y + rowHeight - 6}" stroke="#222"/>`,
           `<text x="${Math.max(x(bar.max), bar.dot === undefined ? 0 : x(bar.dot)) + 8}" y="${y + 14}">${

@@ -73,10 +73,13 @@ const workOf = (job: EffectJob) => {
         (summary): Outcome => ({ bytes: summary.bytes, sources: [summary.source], reads: 1 })
       )
     case "platform-read":
-      return Effect.flatMap(FileSystem.FileSystem, (fs) =>
-        Stream.runFold(fs.stream(job.src), 0, (total, chunk) => total + chunk.length).pipe(
-          Effect.map((bytes): Outcome => ({ bytes, sources: [], reads: 1 }))
-        ))
+      return Effect.flatMap(
+        FileSystem.FileSystem,
+        (fs) =>
+          Stream.runFold(fs.stream(job.src), 0, (total, chunk) => total + chunk.length).pipe(
+            Effect.map((bytes): Outcome => ({ bytes, sources: [], reads: 1 }))
+          )
+      )
     case "read": {
       const options: ReadOptionsInput = {
         reuseBuffers: job.reuseBuffers,

@@ -29,7 +29,13 @@ const drained = (response: Http.ServerResponse) =>
     response.on("close", done)
   })
 
-const writeDelayed = async (path: string, start: number, end: number, delayMs: number, response: Http.ServerResponse) => {
+const writeDelayed = async (
+  path: string,
+  start: number,
+  end: number,
+  delayMs: number,
+  response: Http.ServerResponse
+) => {
   const handle = await NodeFsPromises.open(path, "r")
   try {
     let position = start

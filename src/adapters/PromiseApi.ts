@@ -102,7 +102,7 @@ export const createReader = (options: CreateReaderOptions = {}): Reader => {
         ? Effect.fail(new ReaderClosed())
         : Effect.map(
           runtime.runtimeEffect,
-          (rt) => Context.get(rt.context, StreamingReader).read(source, { ...readOptions, reuseBuffers: false })
+          (rt) => Context.get(rt.context, StreamingReader).read(source, { acknowledge: "on-pull", ...readOptions, reuseBuffers: false })
         )
     )).pipe(Stream.interruptWhen(Deferred.await(closing)))
 

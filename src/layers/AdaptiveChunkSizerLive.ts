@@ -2,7 +2,7 @@
  * AdaptiveChunkSizerLive: per-read chunk sizing from measured latency and the pressure level of
  * the BackpressureController.
  */
-import { Effect, Layer, SubscriptionRef } from "effect"
+import { Effect, Layer } from "effect"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import type { AdaptiveChunkSizerShape, ChunkObservation, ChunkSizing } from "../services/AdaptiveChunkSizer.js"
 import { BackpressureController } from "../services/BackpressureController.js"
@@ -87,15 +87,15 @@ export const make = (
         const initial = Number.isFinite(bounds.initial) ? Math.round(bounds.initial / granule) * granule : min
         let size = clamp(initial, min, max)
         const sizing: ChunkSizing = {
-          next: Effect.gen(function*() {
-            if ((yield* SubscriptionRef.get(controller.level)) === "critical") size = min
+          // Both run once per chunk: one read of the latest level, no span, no generator.
+          next: Effect.map(controller.current, (pressure) => {
+            if (pressure === "critical") size = min
             return size
           }),
-          // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
-          observe: Effect.fnUntraced(function*(observation: ChunkObservation) {
-            const pressure = yield* SubscriptionRef.get(controller.level)
-            size = nextSize({ size, min, max }, observation, pressure, targetLatencyMs)
-          })
+          observe: (observation: ChunkObservation) =>
+            Effect.map(controller.current, (pressure) => {
+              size = nextSize({ size, min, max }, observation, pressure, targetLatencyMs)
+            })
         }
         return sizing
       })

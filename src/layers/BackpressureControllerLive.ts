@@ -1,9 +1,10 @@
 /**
  * BackpressureControllerLive: derives one pressure level from the memory budget, the RSS growth
  * rate, the number of active reads and how far consumers lag behind reads, and publishes it in a
- * `SubscriptionRef`. The thresholds are in the doc comment of `classify`.
+ * `SubscriptionRef`. The thresholds are in the doc comment of `classify`; what each level does is
+ * in the doc comment of the service. New reads are held back here, in `trackStream`.
  */
-import { Clock, Duration, Effect, Layer, Schedule, SubscriptionRef } from "effect"
+import { Clock, Duration, Effect, Layer, Option, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import { BackpressureController, pressureLevels } from "../services/BackpressureController.js"
@@ -18,7 +19,12 @@ export interface BackpressureControllerOptions {
   readonly interval?: Duration.DurationInput
   /** Consumer reports older than this are forgotten; 10 s by default. */
   readonly window?: Duration.DurationInput
+  /** Longest a new read waits for the level to drop below `high` before it starts anyway; 2 s by default. */
+  readonly admissionWait?: Duration.DurationInput
 }
+
+/** How long a new read waits at most while the level is `high` or `critical`. */
+export const defaultAdmissionWait: Duration.Duration = Duration.seconds(2)
 
 /** What the level is computed from. */
 export interface PressureInputs {
@@ -73,38 +79,56 @@ export const classify = (inputs: PressureInputs): PressureLevel => {
   return factors.reduce((worst, level) => rank(level) > rank(worst) ? level : worst, "none")
 }
 
-interface ConsumerReport {
-  readonly atMs: number
-  readonly readMs: number
-  readonly waitMs: number
-}
+/** Whether a level holds new reads back. */
+const holdsReadsBack = (level: PressureLevel): boolean => rank(level) >= rank("high")
 
-/** A controller that recomputes on `refresh`, when a tracked read starts or ends, and every `interval`. */
+/**
+ * A controller that recomputes on `refresh`, when a tracked read starts or ends, and every
+ * `interval`. Consumer reports go into a fixed ring of `maxConsumerReports` slots, so a report
+ * allocates nothing and the lag is computed only on a refresh.
+ */
 export const make = (
   options: BackpressureControllerOptions = {}
 ): Effect.Effect<BackpressureControllerShape, never, AdaptiveMemoryManager | MemoryMonitor | Scope.Scope> =>
   Effect.gen(function*() {
     const memory = yield* AdaptiveMemoryManager
     const monitor = yield* MemoryMonitor
+    const clock = yield* Effect.clock
     const maxStreams = options.maxStreams ?? 64
     const interval = Duration.decode(options.interval ?? "500 millis")
     const windowMs = Duration.toMillis(options.window ?? "10 seconds")
+    const admissionWait = Duration.decode(options.admissionWait ?? defaultAdmissionWait)
 
     const level = yield* SubscriptionRef.make<PressureLevel>("none")
     const lock = yield* Effect.makeSemaphore(1)
+    let latest: PressureLevel = "none"
     let activeStreams = 0
-    let reports: ReadonlyArray<ConsumerReport> = []
+
+    const reportAt = new Float64Array(maxConsumerReports)
+    const reportReadMs = new Float64Array(maxConsumerReports)
+    const reportWaitMs = new Float64Array(maxConsumerReports)
+    let reportCount = 0
+    let reportNext = 0
+
+    const record = (readMs: number, waitMs: number) => {
+      reportAt[reportNext] = clock.unsafeCurrentTimeMillis()
+      reportReadMs[reportNext] = Number.isFinite(readMs) ? Math.max(minReadMs, readMs) : minReadMs
+      reportWaitMs[reportNext] = Number.isFinite(waitMs) ? Math.max(0, waitMs) : 0
+      reportNext = (reportNext + 1) % maxConsumerReports
+      if (reportCount < maxConsumerReports) reportCount++
+    }
 
     const consumerLag = (now: number): number | undefined => {
-      reports = reports.filter((report) => report.atMs >= now - windowMs)
-      if (reports.length < minConsumerReports) return undefined
+      let recent = 0
       let waitMs = 0
       let readMs = 0
-      for (const report of reports) {
-        waitMs += Number.isFinite(report.waitMs) ? Math.max(0, report.waitMs) : 0
-        readMs += Number.isFinite(report.readMs) ? Math.max(minReadMs, report.readMs) : minReadMs
+      for (let slot = 0; slot < reportCount; slot++) {
+        if (reportAt[slot]! < now - windowMs) continue
+        recent++
+        waitMs += reportWaitMs[slot]!
+        readMs += reportReadMs[slot]!
       }
-      return waitMs / readMs
+      return recent < minConsumerReports ? undefined : waitMs / readMs
     }
 
     const refresh: Effect.Effect<PressureLevel> = Effect.gen(function*() {
@@ -118,7 +142,10 @@ export const make = (
         maxStreams,
         consumerLag: consumerLag(now)
       })
-      if (next !== (yield* SubscriptionRef.get(level))) yield* SubscriptionRef.set(level, next)
+      if (next !== latest) {
+        latest = next
+        yield* SubscriptionRef.set(level, next)
+      }
       return next
     }).pipe(lock.withPermits(1), Effect.withSpan("BackpressureController.refresh"))
 
@@ -129,24 +156,39 @@ export const make = (
       Effect.forkScoped
     )
 
-    const trackStream: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
-      Effect.zipRight(Effect.sync(() => activeStreams++), refresh),
-      () => Effect.zipRight(Effect.sync(() => activeStreams--), refresh)
+    /** Waits, at most `admissionWait`, until the level is below `high`; at once when it already is. */
+    const admission: Effect.Effect<void> = Effect.suspend(() =>
+      holdsReadsBack(latest)
+        ? level.changes.pipe(
+          Stream.filter((next) => !holdsReadsBack(next)),
+          Stream.take(1),
+          Stream.runDrain,
+          Effect.timeoutOption(admissionWait),
+          Effect.flatMap((admitted) =>
+            Option.isNone(admitted)
+              ? Effect.logDebug(
+                `pressure still ${latest} after ${Duration.format(admissionWait)}: the read starts anyway`
+              )
+              : Effect.void
+          )
+        )
+        : Effect.void
+    )
+
+    const trackStream: Effect.Effect<void, never, Scope.Scope> = Effect.zipRight(
+      admission,
+      Effect.acquireRelease(
+        Effect.zipRight(Effect.sync(() => activeStreams++), refresh),
+        () => Effect.zipRight(Effect.sync(() => activeStreams--), refresh)
+      )
     ).pipe(Effect.asVoid, Effect.withSpan("BackpressureController.trackStream"))
 
     return BackpressureController.of({
       level,
+      current: Effect.sync(() => latest),
       trackStream,
-      // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
-      reportConsumer: Effect.fnUntraced(function*(observation: {
-        readonly readMs: number
-        readonly waitMs: number
-      }) {
-        const atMs = yield* Clock.currentTimeMillis
-        reports = [...reports, { atMs, readMs: observation.readMs, waitMs: observation.waitMs }].slice(
-          -maxConsumerReports
-        )
-      }),
+      // Runs once per chunk: one synchronous step into the ring, no span, no clock service lookup.
+      reportConsumer: (observation) => Effect.sync(() => record(observation.readMs, observation.waitMs)),
       refresh
     })
   })

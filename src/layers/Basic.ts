@@ -25,6 +25,7 @@ export const UnboundedMemory: Layer.Layer<AdaptiveMemoryManager> = Layer.succeed
   AdaptiveMemoryManager,
   AdaptiveMemoryManager.of({
     limit: Number.POSITIVE_INFINITY,
+    effectiveLimit: Effect.succeed(Number.POSITIVE_INFINITY),
     reserve: (bytes) => Effect.succeed({ bytes, release: Effect.void }),
     inUse: Effect.succeed(0)
   })
@@ -42,6 +43,7 @@ export const NoPressure: Layer.Layer<BackpressureController> = Layer.effect(
   Effect.map(SubscriptionRef.make<PressureLevel>("none"), (level) =>
     BackpressureController.of({
       level,
+      current: Effect.succeed("none"),
       trackStream: Effect.void,
       reportConsumer: () => Effect.void,
       refresh: Effect.succeed("none")

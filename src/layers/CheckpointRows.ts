@@ -88,5 +88,8 @@ export const unreadableCheckpoint = (key: CheckpointKey): CheckpointStoreError =
   })
 
 /** Decodes the stored row of `key`, failing with `unreadableCheckpoint` when it is not a valid checkpoint. */
-export const decodeCheckpointRow = (key: CheckpointKey, row: unknown): Effect.Effect<Checkpoint, CheckpointStoreError> =>
+export const decodeCheckpointRow = (
+  key: CheckpointKey,
+  row: unknown
+): Effect.Effect<Checkpoint, CheckpointStoreError> =>
   Schema.decodeUnknown(CheckpointFromRow)(row).pipe(Effect.mapError(() => unreadableCheckpoint(key)))

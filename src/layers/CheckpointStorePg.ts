@@ -4,12 +4,12 @@
  * job writes through: its saves and deletes land only while the job still carries the claim's epoch.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
-import type { SqlClient } from "@effect/sql/SqlClient"
-import { PgClient } from "@effect/sql-pg"
+import { SqlClient } from "@effect/sql"
+import { PgClient, PgMigrator } from "@effect/sql-pg"
 import { Config, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError, Scope } from "effect"
-import { Checkpoint, CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
-import type { CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
+import { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
+import type { Checkpoint, CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
 import type { Claim } from "../services/JobQueue.js"
 import { leaseLostReason } from "../services/JobQueue.js"
 import { decodeCheckpointRow, encodeCheckpointRow } from "./CheckpointRows.js"
@@ -20,38 +20,67 @@ export const urlConfig: Config.Config<Redacted.Redacted> = Config.redacted("STRE
 /** How long opening a connection may take before the database counts as unreachable. */
 const connectTimeout = Duration.seconds(5)
 
-/** Serialises concurrent migrations from workers starting together (an arbitrary constant key). */
+/** Serialises the creation of the migrator's table by workers starting together (an arbitrary constant key). */
 const migrationLockKey = 727_001
 
-/** Schema versions, applied in order; `streaming_reader_schema.version` records how many have run. */
-const migrations: ReadonlyArray<string> = [
-  `CREATE TABLE checkpoints (
-    source TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    byte_offset BIGINT NOT NULL,
-    identity TEXT NOT NULL,
-    chunk_size INTEGER NOT NULL,
-    updated_at BIGINT NOT NULL,
-    PRIMARY KEY (source, destination)
-  );
-  CREATE INDEX checkpoints_destination ON checkpoints (destination);
-  CREATE TABLE jobs (
-    id BIGSERIAL PRIMARY KEY,
-    source TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
-    owner TEXT,
-    epoch BIGINT NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    lease_expires_at TIMESTAMPTZ,
-    available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    last_error TEXT,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-  );
-  CREATE INDEX jobs_claimable ON jobs (id) WHERE state IN ('queued', 'running')`,
-  `ALTER TABLE checkpoints ADD COLUMN verification TEXT`
-]
+/**
+ * The schema, run by the migrator in the order of the ids in the names; `effect_sql_migrations`
+ * records the ids that have run. A database from the releases that counted versions in
+ * `streaming_reader_schema` has no record yet: every step checks before it changes anything,
+ * so on such a database they run again and only add what is missing.
+ */
+const schema = {
+  "1_checkpoints_and_jobs": Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) =>
+      sql.unsafe(`CREATE TABLE IF NOT EXISTS checkpoints (
+      source TEXT NOT NULL,
+      destination TEXT NOT NULL,
+      byte_offset BIGINT NOT NULL,
+      identity TEXT NOT NULL,
+      chunk_size INTEGER NOT NULL,
+      updated_at BIGINT NOT NULL,
+      PRIMARY KEY (source, destination)
+    );
+    CREATE INDEX IF NOT EXISTS checkpoints_destination ON checkpoints (destination);
+    CREATE TABLE IF NOT EXISTS jobs (
+      id BIGSERIAL PRIMARY KEY,
+      source TEXT NOT NULL,
+      destination TEXT NOT NULL,
+      state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+      owner TEXT,
+      epoch BIGINT NOT NULL DEFAULT 0,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      lease_expires_at TIMESTAMPTZ,
+      available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      last_error TEXT,
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (id) WHERE state IN ('queued', 'running')`).pipe(Effect.asVoid)
+  ),
+  "2_verification": Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS verification TEXT`.pipe(Effect.asVoid)
+  )
+}
+
+/** The id of the last step of `schema`: a database whose record goes further is from a newer release. */
+const schemaVersion = Object.keys(schema).length
+
+/** The migrator of `PgMigrator` without its schema dump (no `schemaDirectory` is given, so it never runs). */
+const runMigrations = PgMigrator.make({})
+
+/**
+ * The migrator's table, as the migrator creates it. The migrator runs its steps under
+ * `LOCK TABLE` on it, which serialises workers starting together, but creates it beforehand by
+ * a check and a `CREATE TABLE` that race; created here first, under an advisory lock, it exists.
+ */
+const migrationsTable = `CREATE TABLE IF NOT EXISTS effect_sql_migrations (
+  migration_id integer primary key,
+  created_at timestamp with time zone not null default now(),
+  name text not null
+)`
 
 /** The database could not be opened or brought up to date. */
 export class PostgresUnavailable extends Data.TaggedError("PostgresUnavailable")<{
@@ -100,24 +129,39 @@ export const reasonOf = (error: unknown): string => {
   return String(error)
 }
 
-/** Applies the migrations not yet applied, one transaction, serialised across processes. */
-export const migrate = (sql: SqlClient, database: string): Effect.Effect<void, PostgresUnavailable> =>
-  sql.withTransaction(Effect.gen(function*() {
-    yield* sql.unsafe(`SELECT pg_advisory_xact_lock(${migrationLockKey})`)
-    yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS streaming_reader_schema (version INTEGER NOT NULL)`)
-    const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
-    const version = rows[0]?.version ?? 0
-    if (version > migrations.length) {
-      return yield* Effect.fail(`schema version ${version} is newer than this program supports (${migrations.length})`)
-    }
-    for (const migration of migrations.slice(version)) yield* sql.unsafe(migration)
-    if (rows.length === 0) yield* sql.unsafe(`INSERT INTO streaming_reader_schema (version) VALUES (${migrations.length})`)
-    else if (version < migrations.length) yield* sql.unsafe(`UPDATE streaming_reader_schema SET version = ${migrations.length}`)
-  })).pipe(
-    Effect.mapError((error) =>
-      new PostgresUnavailable({
+/** A failed step of the schema: the migrator's line and the server's reason. */
+const migrationReason = (error: PgMigrator.MigrationError): string =>
+  error.cause === undefined ? error.message : `${error.message}: ${reasonOf(error.cause)}`
+
+/** Runs the steps of the schema not yet recorded, in one transaction, serialised across processes. */
+export const migrate = (sql: SqlClient.SqlClient, database: string): Effect.Effect<void, PostgresUnavailable> =>
+  Effect.gen(function*() {
+    yield* sql.withTransaction(
+      Effect.zipRight(sql`SELECT pg_advisory_xact_lock(${migrationLockKey})`, sql.unsafe(migrationsTable))
+    )
+    yield* runMigrations({ loader: PgMigrator.fromRecord(schema) })
+    const rows = yield* sql<
+      { readonly latest: number | null }
+    >`SELECT max(migration_id) AS latest FROM effect_sql_migrations`
+    const latest = rows[0]?.latest ?? 0
+    if (latest > schemaVersion) {
+      return yield* new PostgresUnavailable({
         database,
-        reason: typeof error === "string" ? error : `migration failed: ${reasonOf(error)}`
+        reason: `schema version ${latest} is newer than this program supports (${schemaVersion})`
+      })
+    }
+  }).pipe(
+    // A step that fails is a defect of the migrator's; here it is a database that cannot be used.
+    Effect.catchSomeDefect((defect) =>
+      defect instanceof PgMigrator.MigrationError ? Option.some(Effect.fail(defect)) : Option.none()
+    ),
+    Effect.provideService(SqlClient.SqlClient, sql),
+    Effect.mapError((error) =>
+      error instanceof PostgresUnavailable ? error : new PostgresUnavailable({
+        database,
+        reason: `migration failed: ${
+          error instanceof PgMigrator.MigrationError ? migrationReason(error) : reasonOf(error)
+        }`
       })
     )
   )
@@ -143,8 +187,8 @@ export const connect = (
     return client
   })
 
-
-const storeError = (operation: string) => (error: unknown) => new CheckpointStoreError({ operation, reason: reasonOf(error) })
+const storeError = (operation: string) => (error: unknown) =>
+  new CheckpointStoreError({ operation, reason: reasonOf(error) })
 
 const upsertSet = `ON CONFLICT (source, destination) DO UPDATE SET
     byte_offset = excluded.byte_offset, identity = excluded.identity,
@@ -152,7 +196,8 @@ const upsertSet = `ON CONFLICT (source, destination) DO UPDATE SET
     verification = excluded.verification`
 
 /** A save: one upsert. */
-const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+const upsertSql =
+  `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
   VALUES ($1, $2, $3, $4, $5, $6, $7) ${upsertSet}`
 
 /**
@@ -176,7 +221,7 @@ const fencedDeleteSql = `WITH lease AS (
   )
   SELECT count(*)::int AS held FROM lease`
 
-const loadWith = (sql: SqlClient) =>
+const loadWith = (sql: SqlClient.SqlClient) =>
   Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
     const rows = yield* sql.unsafe(
       `SELECT source, destination, byte_offset, identity, chunk_size, updated_at, verification
@@ -190,11 +235,13 @@ const loadWith = (sql: SqlClient) =>
 const rowParams = (checkpoint: Checkpoint) =>
   Effect.map(
     encodeCheckpointRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint"))),
-    (row) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at, row.verification]
+    (
+      row
+    ) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at, row.verification]
   )
 
 /** A checkpoint store on the database `sql` is connected to (its schema already migrated). */
-export const makeWith = (sql: SqlClient): CheckpointStoreShape =>
+export const makeWith = (sql: SqlClient.SqlClient): CheckpointStoreShape =>
   CheckpointStore.of({
     save: Effect.fn("CheckpointStore.save")(function*(checkpoint: Checkpoint) {
       const params = yield* rowParams(checkpoint)
@@ -212,7 +259,7 @@ export const makeWith = (sql: SqlClient): CheckpointStoreShape =>
  * the claim's epoch; otherwise they fail with `CheckpointStoreError` whose reason is
  * `leaseLostReason(job id, epoch)` and change nothing.
  */
-export const fencedWith = (sql: SqlClient, claim: Claim): CheckpointStoreShape => {
+export const fencedWith = (sql: SqlClient.SqlClient, claim: Claim): CheckpointStoreShape => {
   const jobId = claim.job.id
   const epoch = claim.epoch
   const lost = (operation: string) => new CheckpointStoreError({ operation, reason: leaseLostReason(jobId, epoch) })
@@ -226,7 +273,12 @@ export const fencedWith = (sql: SqlClient, claim: Claim): CheckpointStoreShape =
     }),
     load: loadWith(sql),
     delete: Effect.fn("CheckpointStore.delete")(function*(key: CheckpointKey) {
-      const rows = yield* sql.unsafe<{ readonly held: number }>(fencedDeleteSql, [key.source, key.destination, jobId, epoch])
+      const rows = yield* sql.unsafe<{ readonly held: number }>(fencedDeleteSql, [
+        key.source,
+        key.destination,
+        jobId,
+        epoch
+      ])
         .pipe(Effect.mapError(storeError("delete checkpoint")))
       if ((rows[0]?.held ?? 0) === 0) return yield* lost("delete checkpoint")
     })
@@ -243,7 +295,9 @@ export const make = (
 ): Effect.Effect<CheckpointStoreShape, CheckpointStoreError, Scope.Scope> =>
   connect(url).pipe(
     Effect.map(makeWith),
-    Effect.mapError((error) => new CheckpointStoreError({ operation: `open database ${error.database}`, reason: error.reason }))
+    Effect.mapError((error) =>
+      new CheckpointStoreError({ operation: `open database ${error.database}`, reason: error.reason })
+    )
   )
 
 /** The PostgreSQL checkpoint store at `url`; building it fails with `CheckpointStoreError` when the database cannot be used. */
@@ -251,6 +305,7 @@ export const layer = (url: Redacted.Redacted | string): Layer.Layer<CheckpointSt
   Layer.scoped(CheckpointStore, make(url))
 
 /** The PostgreSQL checkpoint store at the URL in `STREAMING_READER_POSTGRES_URL`. */
-export const layerConfig: Layer.Layer<CheckpointStore, CheckpointStoreError | ConfigError.ConfigError> = Layer.unwrapEffect(
-  Effect.map(urlConfig, layer)
-)
+export const layerConfig: Layer.Layer<CheckpointStore, CheckpointStoreError | ConfigError.ConfigError> = Layer
+  .unwrapEffect(
+    Effect.map(urlConfig, layer)
+  )

@@ -2,14 +2,14 @@
  * CheckpointStoreSqlite: checkpoints in a SQLite file (WAL mode), the embedded default store.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
-import type { SqlClient } from "@effect/sql/SqlClient"
-import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Clock, Duration, Effect, Layer, Option } from "effect"
+import { SqlClient } from "@effect/sql"
+import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
+import { Clock, Data, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname, resolve } from "node:path"
-import { Checkpoint, CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
-import type { CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
+import { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
+import type { Checkpoint, CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
 import { decodeCheckpointRow, verificationText } from "./CheckpointRows.js"
 
 /**
@@ -32,22 +32,46 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number
 }
 
-/** Schema versions, applied in order; `PRAGMA user_version` records how many have run. */
-const migrations: ReadonlyArray<string> = [
-  `CREATE TABLE IF NOT EXISTS checkpoints (
-    source TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    byte_offset INTEGER NOT NULL,
-    identity TEXT NOT NULL,
-    chunk_size INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (source, destination)
-  )`,
-  `ALTER TABLE checkpoints ADD COLUMN verification TEXT`
-]
+/**
+ * The schema, run by the migrator in the order of the ids in the names; `effect_sql_migrations`
+ * records the ids that have run. A database from the releases that counted versions in
+ * `PRAGMA user_version` has no record yet: every step checks before it changes anything, so
+ * on such a database they run again and only add what is missing.
+ */
+const schema = {
+  "1_checkpoints": Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql`CREATE TABLE IF NOT EXISTS checkpoints (
+      source TEXT NOT NULL,
+      destination TEXT NOT NULL,
+      byte_offset INTEGER NOT NULL,
+      identity TEXT NOT NULL,
+      chunk_size INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      PRIMARY KEY (source, destination)
+    )`.pipe(Effect.asVoid)),
+  "2_verification": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const existing = yield* sql`SELECT 1 FROM pragma_table_info('checkpoints') WHERE name = 'verification'`
+    if (existing.length === 0) yield* sql`ALTER TABLE checkpoints ADD COLUMN verification TEXT`
+  })
+}
+
+/** The id of the last step of `schema`: a database whose record goes further is from a newer release. */
+const schemaVersion = Object.keys(schema).length
+
+/** The migrator of `SqliteMigrator` without its schema dump (no `schemaDirectory` is given, so it never runs). */
+const runMigrations = SqliteMigrator.make({})
+
+/**
+ * The migrator takes the write lock only at its first insert, and takes a lock it meets there
+ * for another process migrating: it reports nothing to do. So its record is read afterwards,
+ * and a record still behind is this lock, waited for like any other.
+ */
+class MigrationLocked extends Data.TaggedError("MigrationLocked") {}
 
 /** The one statement a save runs; a constant text, so the client prepares it once and reuses it. */
-const upsertSql = `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+const upsertSql =
+  `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
   VALUES (?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (source, destination) DO UPDATE SET
     byte_offset = excluded.byte_offset, identity = excluded.identity,
@@ -73,16 +97,25 @@ const codeOf = (error: unknown): string | undefined => {
 }
 
 /** Whether a failure is another connection's lock (`SQLITE_BUSY` and its extended codes). */
-const isLocked = (error: unknown): boolean => codeOf(error)?.startsWith("SQLITE_BUSY") === true
+const isLocked = (error: unknown): boolean =>
+  error instanceof MigrationLocked || codeOf(error)?.startsWith("SQLITE_BUSY") === true
+
+/** A failed step of the schema: the migrator's line and the driver's reason. */
+const migrationReason = (error: SqliteMigrator.MigrationError): string =>
+  error.cause === undefined ? error.message : `${error.message}: ${reasonOf(error.cause)}`
 
 const isFileDatabase = (filename: string) => filename !== "" && filename !== ":memory:" && !filename.startsWith("file:")
 
 /** Opens the client; better-sqlite3 throws (a defect) on a path it cannot open, so that is caught here. */
-const openClient = (filename: string): Effect.Effect<SqlClient, CheckpointStoreError, Scope.Scope | Reactivity.Reactivity> =>
+const openClient = (
+  filename: string
+): Effect.Effect<SqlClient.SqlClient, CheckpointStoreError, Scope.Scope | Reactivity.Reactivity> =>
   // The client's own WAL switch would run before the lock wait is set (and wait by its own rule); `make` does it after.
   SqliteClient.make({ filename, disableWAL: true }).pipe(
     Effect.catchAllDefect((defect) => Effect.fail(defect)),
-    Effect.mapError((error) => new CheckpointStoreError({ operation: `open database ${filename}`, reason: reasonOf(error) }))
+    Effect.mapError((error) =>
+      new CheckpointStoreError({ operation: `open database ${filename}`, reason: reasonOf(error) })
+    )
   )
 
 /** A checkpoint store on the SQLite file `filename`; its parent directory is created if missing. */
@@ -103,50 +136,62 @@ export const make = (
     /** Runs `effect` again while another connection holds the lock, until `busyTimeoutMs` has passed. */
     const whileLocked = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.flatMap(Clock.currentTimeMillis, (start) => {
-        const attempt: Effect.Effect<A, E, R> = Effect.catchIf(effect, isLocked, (error) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) => {
-            const left = start + busyTimeoutMs - now
-            return left <= 0 ? Effect.fail(error) : Effect.zipRight(Effect.sleep(Math.min(lockPollMs, left)), attempt)
-          }))
+        const attempt: Effect.Effect<A, E, R> = Effect.catchIf(
+          effect,
+          isLocked,
+          (error) =>
+            Effect.flatMap(Clock.currentTimeMillis, (now) => {
+              const left = start + busyTimeoutMs - now
+              return left <= 0 ? Effect.fail(error) : Effect.zipRight(Effect.sleep(Math.min(lockPollMs, left)), attempt)
+            })
+        )
         return attempt
       })
 
     if (isFileDatabase(filename)) {
       yield* Effect.try({
         try: () => mkdirSync(dirname(resolve(filename)), { recursive: true }),
-        catch: (error) => new CheckpointStoreError({ operation: `create the directory of ${filename}`, reason: reasonOf(error) })
+        catch: (error) =>
+          new CheckpointStoreError({ operation: `create the directory of ${filename}`, reason: reasonOf(error) })
       })
     }
     const sql = yield* openClient(filename)
 
     const opening = `open database ${filename}`
-    const userVersion = Effect.map(
-      sql.unsafe<{ readonly user_version: number }>("PRAGMA user_version"),
-      (rows) => rows[0]?.user_version ?? 0
-    )
-    const newer = (version: number) =>
-      new CheckpointStoreError({
-        operation: opening,
-        reason: `schema version ${version} is newer than this program supports (${migrations.length})`
-      })
     // The client runs every statement on its one connection, so these settings hold for all of them.
-    yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.min(lockPollMs, busyTimeoutMs)}`).pipe(Effect.mapError(failure(opening)))
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.min(lockPollMs, busyTimeoutMs)}`).pipe(
+      Effect.mapError(failure(opening))
+    )
     yield* whileLocked(sql.unsafe("PRAGMA journal_mode = WAL")).pipe(Effect.mapError(failure(opening)))
     yield* sql.unsafe("PRAGMA synchronous = NORMAL").pipe(Effect.mapError(failure(opening)))
-    const version = yield* whileLocked(userVersion).pipe(Effect.mapError(failure(opening)))
-    if (version > migrations.length) return yield* newer(version)
-    if (version < migrations.length) {
-      // Under the write lock from the start, so processes opening an old database together migrate it once.
-      const migrate = Effect.gen(function*() {
-        yield* sql.unsafe("BEGIN IMMEDIATE")
-        const current = yield* userVersion
-        if (current > migrations.length) return yield* newer(current)
-        for (const migration of migrations.slice(current)) yield* sql.unsafe(migration)
-        yield* sql.unsafe(`PRAGMA user_version = ${migrations.length}`)
-        yield* sql.unsafe("COMMIT")
-      }).pipe(Effect.onError(() => Effect.ignore(sql.unsafe("ROLLBACK"))))
-      yield* whileLocked(migrate).pipe(Effect.mapError(failure(`migrate database ${filename}`)))
-    }
+
+    const migrate = Effect.gen(function*() {
+      yield* runMigrations({ loader: SqliteMigrator.fromRecord(schema) })
+      const rows = yield* sql<
+        { readonly latest: number | null }
+      >`SELECT max(migration_id) AS latest FROM effect_sql_migrations`
+      const latest = rows[0]?.latest ?? 0
+      if (latest > schemaVersion) {
+        return yield* new CheckpointStoreError({
+          operation: opening,
+          reason: `schema version ${latest} is newer than this program supports (${schemaVersion})`
+        })
+      }
+      if (latest < schemaVersion) return yield* new MigrationLocked()
+    }).pipe(
+      // A step that fails is a defect of the migrator's; here it is a database that cannot be used.
+      Effect.catchSomeDefect((defect) =>
+        defect instanceof SqliteMigrator.MigrationError
+          ? Option.some(
+            Effect.fail(
+              new CheckpointStoreError({ operation: `migrate database ${filename}`, reason: migrationReason(defect) })
+            )
+          )
+          : Option.none()
+      ),
+      Effect.provideService(SqlClient.SqlClient, sql)
+    )
+    yield* whileLocked(migrate).pipe(Effect.mapError(failure(`migrate database ${filename}`)))
 
     // Runs every few chunks: the row is built by hand (the types already hold) and the span is
     // the reader's own `StreamingReader.checkpoint`.
@@ -182,5 +227,8 @@ export const make = (
   })
 
 /** The SQLite checkpoint store on `filename`; building it fails with `CheckpointStoreError` when the file cannot be used. */
-export const layer = (filename: string, options: SqliteStoreOptions = {}): Layer.Layer<CheckpointStore, CheckpointStoreError> =>
+export const layer = (
+  filename: string,
+  options: SqliteStoreOptions = {}
+): Layer.Layer<CheckpointStore, CheckpointStoreError> =>
   Layer.scoped(CheckpointStore, make(filename, options)).pipe(Layer.provide(Reactivity.layer))

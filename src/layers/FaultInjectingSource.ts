@@ -1,6 +1,8 @@
 /**
- * A `ByteSource` over bytes in memory that fails on a plan: cut the connection at byte N,
- * fail with a given error, stall, or change the source's version. For tests of recovery.
+ * A testing utility, public for users who test their own consumers: a `ByteSource` over bytes
+ * in memory that fails on a plan (cut the connection at byte N, fail with a given error, stall,
+ * or change the source's version). Provide it with `TestStack(FaultInjectingSource.layer(...))`
+ * to see a pipeline survive exactly the faults it must.
  */
 import { Data, Effect, Layer, Ref } from "effect"
 import type { SourceError, SourceHandle, SourceIdentity } from "../services/ByteSource.js"

@@ -1,8 +1,9 @@
 /**
  * The file copy: reads one source with the `StreamingReader` into a file destination,
- * resuming where a previous run left off, and reports what it did.
+ * acknowledging each chunk once it is written, resuming where a previous run left off, and
+ * reports what it did.
  */
-import { Effect, Predicate, Stream } from "effect"
+import { Clock, Effect, ExecutionStrategy, Exit, Option, Predicate, Scope, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as FileDestination from "./FileDestination.js"
 import type { DestinationError } from "./FileDestination.js"
@@ -84,30 +85,39 @@ export const copyToFile = <E = never>(request: CopyRequest<E>) => {
   return attempt(0, false)
 }
 
+/**
+ * Opens the read of a copy: resumes from the saved checkpoint when the partial file still holds
+ * the bytes it recorded; otherwise the read starts again at byte 0.
+ */
+const openRead = (source: string, options: ReadOptionsInput, destination: FileDestination.FileDestination) =>
+  Effect.gen(function*() {
+    const reader = yield* StreamingReader
+    const resumeScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const session = yield* Scope.extend(reader.open(source, options), resumeScope)
+    if (Option.isNone(session.resumedFrom)) return session
+    const holds = yield* destination.resumeOffset(session.resumedFrom.value)
+    if (holds >= session.startOffset) return session
+    yield* Effect.logWarning(
+      `${destination.partialPath} does not hold the bytes the checkpoint recorded (replaced, modified or truncated); copying again from byte 0`
+    )
+    yield* Scope.close(resumeScope, Exit.void)
+    return yield* reader.open(source, options, { offset: 0 })
+  })
+
 const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyRequest<E>) {
-  const reader = yield* StreamingReader
   const metrics = yield* ReaderMetrics
   const monitor = yield* MemoryMonitor
-  const startedAt = Date.now()
+  const startedAt = yield* Clock.currentTimeMillis
   const destination = yield* FileDestination.open(request.out, localPath(request.source), {
     lock: request.lock !== false
   })
   // Each chunk is written (and hashed) before the next is pulled, so the reader may reuse buffers.
-  const session = yield* reader.open(
+  const session = yield* openRead(
     request.source,
     { ...request.options, destination: destination.path, reuseBuffers: true },
-    {
-      resumeOffset: (checkpoint) =>
-        Effect.tap(destination.resumeOffset(checkpoint), (offset) =>
-          offset < checkpoint.offset
-            ? Effect.logWarning(
-              `${destination.partialPath} does not hold the bytes the checkpoint recorded (replaced, modified or truncated); copying again from byte 0`
-            )
-            : Effect.void),
-      describeOutput: destination.check,
-      ...(request.durable === true ? { beforeCheckpoint: Effect.orDie(destination.flush) } : {})
-    }
+    destination
   )
+  const durable = request.durable === true
   const guard = request.beforeWrite ?? Effect.void
   yield* guard
   yield* destination.startAt(session.startOffset)
@@ -115,13 +125,33 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
   if (hash !== undefined) yield* destination.readPrefix(session.startOffset, (bytes) => hash.update(bytes))
   request.progress?.start(session.source, session.identity.size, session.startOffset)
   let position = session.startOffset
-  yield* session.stream.pipe(
-    Stream.runForEach((bytes) =>
-      Effect.map(Effect.zipRight(guard, destination.write(bytes, position, () => hash?.update(bytes))), () => {
-        position += bytes.length
-        request.progress?.advance(bytes.length)
+
+  /** Acknowledges the bytes written before `end`; a checkpoint carries the output's check, after an fsync with `durable`. */
+  const acknowledge = (end: number) =>
+    session.checkpointDue(end)
+      ? Effect.gen(function*() {
+        if (durable) yield* destination.flush
+        yield* session.acknowledge(end, yield* destination.check(end))
       })
+      : session.acknowledge(end)
+  /** A copy stopped part-way keeps a checkpoint of what it wrote, with the output's check. */
+  const checkpointPartWay = Effect.gen(function*() {
+    if (durable) yield* destination.flush
+    yield* session.checkpoint(yield* destination.check(position))
+  }).pipe(Effect.ignoreLogged)
+
+  yield* session.chunks.pipe(
+    Stream.runForEach((chunk) =>
+      guard.pipe(
+        Effect.zipRight(destination.write(chunk.bytes, chunk.offset, () => hash?.update(chunk.bytes))),
+        Effect.zipRight(Effect.suspend(() => {
+          position = chunk.offset + chunk.bytes.length
+          request.progress?.advance(chunk.bytes.length)
+          return acknowledge(position)
+        }))
+      )
     ),
+    Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : checkpointPartWay),
     Effect.ensuring(Effect.sync(() => request.progress?.stop()))
   )
   const sha256 = hash?.digest("hex") ?? null
@@ -130,10 +160,10 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     return yield* new IntegrityMismatch({ source: session.source, expected: request.expectSha256, actual: sha256 ?? "" })
   }
   yield* guard
-  yield* destination.commit(request.durable === true)
+  yield* destination.commit(durable)
   // The source's metrics in this process: a command line copies each source once.
   const after = yield* metrics.stats(session.source)
-  const durationMs = Date.now() - startedAt
+  const durationMs = (yield* Clock.currentTimeMillis) - startedAt
   const readBytes = position - session.startOffset
   const summary: CopySummary = {
     source: session.source,

@@ -5,13 +5,14 @@
  * bytes it wrote, and renames the partial file into place only when the copy is complete and
  * verified.
  */
-import { Effect, Schema } from "effect"
+import { Effect, Random, Schema } from "effect"
 import type { Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import type { Checkpoint, OutputCheck } from "../services/CheckpointStore.js"
+import { errorCode as errnoCode, fileSystemReason } from "./SystemErrors.js"
 
 /** The partial file of an output `<out>` is `<out>.partial`. */
 export const partialSuffix = ".partial"
@@ -73,32 +74,8 @@ export interface FileDestination {
   readonly discard: Effect.Effect<void>
 }
 
-const errnoCode = (error: unknown): string | undefined =>
-  typeof error === "object" && error !== null && "code" in error ? String((error as NodeJS.ErrnoException).code) : undefined
-
-/** One short reason for a file system failure. */
-export const errnoReason = (error: unknown): string => {
-  switch (errnoCode(error)) {
-    case "EISDIR":
-    case "ERR_FS_EISDIR":
-      return "is a directory"
-    case "ENOENT":
-      return "no such directory"
-    case "ENOTDIR":
-      return "a parent is not a directory"
-    case "EACCES":
-    case "EPERM":
-      return "permission denied"
-    case "EROFS":
-      return "read-only file system"
-    case "ENOSPC":
-      return "no space left on the device"
-    case "EDQUOT":
-      return "disk quota exceeded"
-    default:
-      return error instanceof Error ? error.message : String(error)
-  }
-}
+/** One short reason for a file system failure (the shared mapping of `SystemErrors`). */
+export const errnoReason = fileSystemReason
 
 const statOrUndefined = (path: string, follow: boolean): NodeFs.Stats | undefined => {
   try {
@@ -176,11 +153,11 @@ const self = (): LockOwner => {
  * half-written lock. A lock whose process is gone (killed, or the machine restarted) is taken over.
  */
 const acquireLock = (lockPath: string, outPath: string): Effect.Effect<void, DestinationError> =>
-  Effect.try({
+  Effect.flatMap(Random.nextInt, (unique) => Effect.try({
     try: (): LockOwner | undefined => {
       const owner = self()
       const text = JSON.stringify(owner)
-      const mine = `${lockPath}.${process.pid}.${Math.random().toString(36).slice(2)}`
+      const mine = `${lockPath}.${process.pid}.${unique.toString(36)}`
       NodeFs.writeFileSync(mine, text, { flag: "wx", mode: 0o644 })
       try {
         for (let attempt = 0; attempt < 5; attempt++) {
@@ -207,7 +184,7 @@ const acquireLock = (lockPath: string, outPath: string): Effect.Effect<void, Des
       }
     },
     catch: (error) => new OutputFailed({ path: outPath, reason: `cannot lock: ${errnoReason(error)}`, atOpen: true })
-  }).pipe(
+  })).pipe(
     Effect.flatMap((holder) =>
       holder === undefined ? Effect.void : Effect.fail(new OutputLocked({ path: outPath, pid: holder.pid, host: holder.host }))
     )

@@ -183,7 +183,9 @@ export const make = (
   options: JobQueueOptions = {}
 ): Effect.Effect<JobQueueShape, QueueUnavailable, Scope.Scope> =>
   connect(url).pipe(
-    Effect.map((client) => makeWith(client, redactPostgresUrl(typeof url === "string" ? url : Redacted.value(url)), options)),
+    Effect.map((client) =>
+      makeWith(client, redactPostgresUrl(typeof url === "string" ? url : Redacted.value(url)), options)
+    ),
     Effect.mapError((error) => new QueueUnavailable({ database: error.database, reason: error.reason }))
   )
 

@@ -1,6 +1,8 @@
 /**
  * MemoryMonitorLive: samples process memory on a `Schedule` in a scoped fiber, keeps the latest
- * sample, the peak RSS and the RSS growth rate over a sliding window of `Clock` time.
+ * sample, the peak RSS and the RSS growth rate over a sliding window of `Clock` time. Nothing
+ * here runs per chunk: one `process.memoryUsage()` per interval, and the growth rate is computed
+ * only when the memory manager and the controller read it (every 500 ms each).
  */
 import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import type { Scope } from "effect"

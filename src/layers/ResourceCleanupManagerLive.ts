@@ -2,6 +2,12 @@
  * ResourceCleanupManagerLive: one finalizer per scope releases that scope's resources by priority
  * (higher first, then last registered first), each within its time bound; failures are kept,
  * logged and counted, and never stop the other releases.
+ *
+ * Why a manager and not plain `Scope` finalizers: a finalizer is reachable only from its own
+ * scope, so under critical pressure nothing could release the reusable memory of the other reads.
+ * The manager keeps one process-wide registry of open scopes and their resources, so the emergency
+ * path releases every read's reusable resources in one priority order, each bounded in time.
+ * Hierarchy is Effect's: a read's attempt scopes close before the read's scope.
  */
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Ref, Scope, Stream } from "effect"
 import { BackpressureController } from "../services/BackpressureController.js"
@@ -81,7 +87,9 @@ export const make: Effect.Effect<ResourceCleanupManagerShape> = Effect.gen(funct
     return bounded(registration.release, timeout).pipe(
       Effect.flatMap((outcome) =>
         outcome === "timeout"
-          ? report(new CleanupFailed({ resource: registration.name, reason: `timed out after ${Duration.format(timeout)}` }))
+          ? report(
+            new CleanupFailed({ resource: registration.name, reason: `timed out after ${Duration.format(timeout)}` })
+          )
           : Exit.isFailure(outcome)
           ? report(new CleanupFailed({ resource: registration.name, reason: describeCause(outcome.cause) }))
           : Effect.void
@@ -113,14 +121,16 @@ export const make: Effect.Effect<ResourceCleanupManagerShape> = Effect.gen(funct
     )
   }, Effect.uninterruptible)
 
-  const emergencyRelease = Effect.suspend(() => {
-    const taken: Array<Entry> = []
+  // Emergency resources stay registered: their scope releases them again when it closes.
+  const emergencyRelease: Effect.Effect<ReadonlyArray<string>> = Effect.suspend(() => {
+    const reusable: Array<Entry> = []
     for (const entries of registries.values()) {
-      for (let index = entries.length - 1; index >= 0; index--) {
-        if (entries[index]!.registration.emergency === true) taken.push(...entries.splice(index, 1))
-      }
+      for (const entry of entries) if (entry.registration.emergency === true) reusable.push(entry)
     }
-    return releaseAll(taken).pipe(Effect.as(taken.length))
+    reusable.sort(releaseOrder)
+    return Effect.forEach(reusable, (entry) => releaseOne(entry.registration), { discard: true }).pipe(
+      Effect.as(reusable.map((entry) => entry.registration.name))
+    )
   }).pipe(Effect.uninterruptible, Effect.withSpan("ResourceCleanupManager.emergencyRelease"))
 
   return ResourceCleanupManager.of({
@@ -135,7 +145,8 @@ export const layer: Layer.Layer<ResourceCleanupManager> = Layer.effect(ResourceC
 
 /**
  * Runs the emergency path each time the pressure level becomes `critical`: resources marked
- * `emergency` (reusable buffers, idle connections) are released without breaking live reads.
+ * `emergency` (reusable buffers, idle connections) of every read are released, by priority across
+ * all reads and each within its time bound, without breaking live reads.
  */
 export const emergencyOnCriticalPressure: Layer.Layer<never, never, ResourceCleanupManager | BackpressureController> =
   Layer.scopedDiscard(
@@ -146,8 +157,13 @@ export const emergencyOnCriticalPressure: Layer.Layer<never, never, ResourceClea
         Stream.changes,
         Stream.filter((level) => level === "critical"),
         Stream.runForEach(() =>
-          Effect.flatMap(cleanup.emergencyRelease, (released) =>
-            Effect.logWarning(`critical memory pressure: released ${released} reusable resources`))
+          Effect.flatMap(
+            cleanup.emergencyRelease,
+            (released) =>
+              Effect.logWarning(`critical pressure: released ${released.length} reusable resources`).pipe(
+                Effect.annotateLogs({ released: released.join(", ") })
+              )
+          )
         ),
         Effect.forkScoped
       )

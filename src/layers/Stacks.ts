@@ -1,6 +1,8 @@
 /**
  * The compositions: the platform (Node file system and HTTP client), the basic stack (plain
- * parts) and the enhanced stack (adaptive parts, each behind a feature flag).
+ * parts) and the enhanced stack (adaptive parts, each behind a feature flag). In the enhanced
+ * stack the memory monitor feeds the budget, the budget and the monitor feed the pressure level,
+ * and the level drives the chunk sizer, the rate limiter, new reads and the emergency cleanup.
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
@@ -80,6 +82,10 @@ export interface EnhancedStackOptions {
   readonly statePath?: string
   /** A cap on the rate of all reads together, in bytes per second. */
   readonly globalRate?: number
+  /** How the memory monitor samples (tests inject a fake reading of process memory). */
+  readonly memoryMonitor?: MemoryMonitorLive.MemoryMonitorOptions
+  /** How the backpressure controller judges and recomputes the level. */
+  readonly backpressure?: BackpressureControllerLive.BackpressureControllerOptions
 }
 
 const flag = (name: string) => Config.boolean(name).pipe(Config.withDefault(true), Config.nested("STREAMING_READER"))
@@ -98,14 +104,14 @@ const enhancedParts = <E1, R1, E2, R2>(
   sources: Layer.Layer<ByteSource, E1, R1>,
   store: Layer.Layer<CheckpointStore, E2, R2>
 ) => {
-  const monitor = MemoryMonitorLive.layer()
+  const monitor = MemoryMonitorLive.layer(options.memoryMonitor)
   const memory = featureFlag(
     "MEMORY_BUDGET",
     AdaptiveMemoryManagerLive.layer(options.memoryLimit === undefined ? {} : { limit: options.memoryLimit }),
     UnboundedMemory
-  )
-  const pressure = featureFlag("BACKPRESSURE", BackpressureControllerLive.layer(), NoPressure).pipe(
-    Layer.provideMerge(Layer.merge(memory, monitor))
+  ).pipe(Layer.provideMerge(monitor))
+  const pressure = featureFlag("BACKPRESSURE", BackpressureControllerLive.layer(options.backpressure), NoPressure).pipe(
+    Layer.provideMerge(memory)
   )
   const parts = Layer.mergeAll(
     featureFlag("ADAPTIVE_CHUNKS", AdaptiveChunkSizerLive.layer, FixedChunkSizer),
@@ -146,12 +152,26 @@ export const EnhancedStack = (
     options.statePath === undefined ? CheckpointStoreMemory.layer : CheckpointStoreSqlite.layer(options.statePath)
   )
 
+/** A reading of process memory that never changes: the process's memory when it is first read. */
+const steadyMemory = (): () => MemoryMonitorLive.MemoryReading => {
+  let first: MemoryMonitorLive.MemoryReading | undefined
+  return () => {
+    if (first === undefined) {
+      const usage = process.memoryUsage()
+      first = { rss: usage.rss, heapUsed: usage.heapUsed, arrayBuffers: usage.arrayBuffers }
+    }
+    return first
+  }
+}
+
 /**
- * The enhanced reader for tests: the given source (e.g. a fault-injecting one) and an
- * in-memory checkpoint store, which it also offers for assertions.
+ * The enhanced reader for tests: the given source (e.g. a fault-injecting one), an in-memory
+ * checkpoint store, which it also offers for assertions, and a memory monitor that sees a steady
+ * RSS (so `TestClock` jumps never turn the test process's own memory into growth) unless
+ * `memoryMonitor` says otherwise.
  */
 export const TestStack = (
   sources: Layer.Layer<ByteSource>,
   options: EnhancedStackOptions = {}
 ): Layer.Layer<ReaderParts, ConfigError.ConfigError> =>
-  enhancedParts(options, sources, CheckpointStoreMemory.layer)
+  enhancedParts({ memoryMonitor: { read: steadyMemory() }, ...options }, sources, CheckpointStoreMemory.layer)

@@ -4,6 +4,7 @@
  */
 import { Duration, Effect, Layer, Ref, Schedule } from "effect"
 import type { SourceError } from "../services/ByteSource.js"
+import { isRetryableStatus } from "./sources/HttpSource.js"
 import { RetriesExhausted, StreamRecoveryManager } from "../services/StreamRecoveryManager.js"
 import type { ErrorClass, RetryPolicy, StreamRecoveryManagerShape } from "../services/StreamRecoveryManager.js"
 
@@ -12,9 +13,6 @@ export const baseDelay = Duration.millis(100)
 
 /** Growth factor of the backoff. */
 export const backoffFactor = 2
-
-/** HTTP statuses worth another attempt: request timeout, too many requests, and every server error. */
-const isRetryableStatus = (status: number): boolean => status === 408 || status === 429 || (status >= 500 && status <= 599)
 
 /** Whether a failure is worth another attempt: transient reads, stalls and 408 / 429 / 5xx answers are; the rest is not. */
 export const classify = (error: SourceError): ErrorClass => {

@@ -9,7 +9,8 @@ import * as NodeOs from "node:os"
 import type { CheckpointStoreError } from "../services/CheckpointStore.js"
 import * as JobQueuePg from "../layers/JobQueuePg.js"
 import { EnhancedStack, PlatformLive } from "../layers/Stacks.js"
-import { checkReadFlags, errorLine, ExitCode, planRead, readConfig, runRead } from "./cli.js"
+import { errorLine, ExitCode } from "../layers/CommandLine.js"
+import { checkReadFlags, planRead, readConfig, runRead } from "./cli.js"
 import { demoConfig, runDemo } from "./demo.js"
 import { enqueueConfig, jobsConfig, runEnqueue, runJobs, runWorker, workerConfig } from "./workers.js"
 
@@ -124,8 +125,31 @@ const stderrLogger = Logger.withConsoleError(
   })
 )
 
-// `--log-level <level>` is read by `Command.run` itself, which sets that level inside this default.
-const program = cli(process.argv).pipe(
+/** The levels @effect/cli's built-in `--log-level` takes. */
+const logLevels: ReadonlyArray<string> = ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"]
+
+/**
+ * A `--log-level` value the built-in option does not know, as one line naming it: the parser
+ * would otherwise report the flag itself as unknown.
+ */
+const badLogLevel = (args: ReadonlyArray<string>): string | undefined => {
+  for (const [index, arg] of args.entries()) {
+    const value = arg === "--log-level" ? args[index + 1] : arg.startsWith("--log-level=") ? arg.slice(12) : undefined
+    if (value !== undefined && !logLevels.includes(value)) {
+      return `--log-level: not a level: ${value} (one of ${logLevels.join(", ")})`
+    }
+  }
+  return undefined
+}
+
+// `--log-level <level>` is @effect/cli's built-in option: `Command.run` sets that level inside this default.
+const parsed = Effect.suspend(() => {
+  const logLevelError = badLogLevel(process.argv.slice(2))
+  return logLevelError === undefined
+    ? cli(process.argv)
+    : badUsage(logLevelError).pipe(Effect.flatMap(setExitCode), Effect.withConsole(standardConsole))
+})
+const program = parsed.pipe(
   Effect.withConsole(parserConsole),
   Logger.withMinimumLogLevel(LogLevel.Warning),
   Effect.catchAll((error) =>

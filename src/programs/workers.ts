@@ -5,20 +5,22 @@
  */
 import { Args, HelpDoc, Options, ValidationError } from "@effect/cli"
 import type { Command } from "@effect/cli"
-import { Cause, Clock, Config, Console, Deferred, Effect, Exit, Fiber, Option, Schedule } from "effect"
+import { Cause, Clock, Config, Console, DateTime, Deferred, Effect, Exit, Fiber, Option, Random, Schedule } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as StreamingReaderLive from "../layers/StreamingReaderLive.js"
 import type { ReaderParts } from "../layers/Stacks.js"
-import { redactUrl } from "../services/ByteSource.js"
+import { redactUrlText } from "../services/ByteSource.js"
 import { CheckpointStore } from "../services/CheckpointStore.js"
 import type { Claim, Job } from "../services/JobQueue.js"
 import { JobQueue, LeaseLost, leaseLostReason } from "../services/JobQueue.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { formatSize } from "../services/ReadOptions.js"
 import { StreamingReader } from "../services/StreamingReader.js"
-import { errorLine, ExitCode, exitCodeFor, outputName, parseDurationMs, readConfig, readOptionsOf } from "./cli.js"
+import { errorLine, ExitCode, exitCodeFor, parseDurationMs } from "../layers/CommandLine.js"
+import { outputName } from "../layers/OutputNames.js"
+import { readConfig, readOptionsOf } from "./cli.js"
 import type { CopyError } from "../layers/FileCopy.js"
 import { copyToFile } from "../layers/FileCopy.js"
 
@@ -96,14 +98,7 @@ export type JobsCommand = Command.Command.ParseConfig<typeof jobsConfig>
 const isUrl = (source: string) => /^https?:\/\//i.test(source)
 
 /** A source as printed: credentials in a URL redacted. */
-const printable = (source: string) => {
-  if (!isUrl(source)) return source
-  try {
-    return redactUrl(new URL(source))
-  } catch {
-    return source
-  }
-}
+const printable = (source: string) => isUrl(source) ? redactUrlText(source) : source
 
 /** Runs `enqueue`: one job per source, its output in `--out-dir`; returns the exit code. */
 export const runEnqueue = (command: EnqueueCommand) =>
@@ -205,7 +200,9 @@ export const runWorker = (command: WorkerCommand) =>
     const options: ReadOptionsInput = readOptionsOf(command)
 
     const report = (event: WorkerEvent, line: string) =>
-      Console.log(command.json ? JSON.stringify({ ...event, at: new Date().toISOString() }) : line)
+      command.json
+        ? Effect.flatMap(DateTime.now, (now) => Console.log(JSON.stringify({ ...event, at: DateTime.formatIso(now) })))
+        : Console.log(line)
 
     /** Runs one claimed job; `claimSentAt` is when the claim was sent (local monotonic clock). */
     const runJob = (claim: Claim, claimSentAt: number) =>
@@ -344,7 +341,7 @@ export const runWorker = (command: WorkerCommand) =>
       )
       if (Option.isSome(claimed)) return yield* runJob(claimed.value, sentAt)
       // Idle: wait, with jitter so idle workers do not poll in step.
-      yield* Effect.sleep(pollMs * (0.5 + Math.random() / 2))
+      yield* Effect.sleep(pollMs * (0.5 + (yield* Random.next) / 2))
     }).pipe(Effect.forever)
 
     const concurrency = Math.max(1, command.concurrency)

@@ -1,6 +1,7 @@
 /**
  * AdaptiveMemoryManager: one byte budget shared by every read in the process. A read reserves
  * its bytes before it happens; the reservation is released when the consumer has the chunk.
+ * While the process's RSS grows fast the budget in force is tighter than the hard limit.
  */
 import { Context } from "effect"
 import type { Effect } from "effect"
@@ -17,7 +18,9 @@ export interface MemoryReservation {
 export interface AdaptiveMemoryManagerShape {
   /** The hard limit in bytes; never exceeded. */
   readonly limit: number
-  /** Reserves bytes, waiting while the budget is spent. */
+  /** The budget in force now: the hard limit, tightened while RSS grows fast; never above `limit`. */
+  readonly effectiveLimit: Effect.Effect<number>
+  /** Reserves bytes, waiting while the budget in force is spent. */
   readonly reserve: (bytes: number) => Effect.Effect<MemoryReservation>
   /** Bytes reserved right now. */
   readonly inUse: Effect.Effect<number>

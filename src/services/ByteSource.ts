@@ -23,6 +23,8 @@ export type SourceInput = string | SourceSpec
 /**
  * Query (and fragment) parameters whose values are credentials: presigned-URL signatures
  * (S3, GCS, CloudFront, Azure SAS), OAuth tokens, API keys and passwords. Lower case.
+ * This is the one place that knows what a credential in a URL looks like: every URL that is
+ * printed, stored, measured or traced goes through `redactUrl`, `redactText` or `redactUrlText`.
  */
 const secretParameters: ReadonlySet<string> = new Set([
   "x-amz-signature",
@@ -64,12 +66,14 @@ const decodeName = (raw: string): string => {
   }
 }
 
+// Whether a parameter name (as written, percent-encoded or not, in any case) names a credential.
+const isSecretParameter = (name: string): boolean => secretParameters.has(decodeName(name))
+
 // `a=1&sig=2` with every credential value replaced by `***`, the rest kept byte for byte.
 const redactParameters = (parameters: string): string =>
   parameters.split("&").map((pair) => {
     const equals = pair.indexOf("=")
-    const name = equals === -1 ? pair : pair.slice(0, equals)
-    return equals !== -1 && secretParameters.has(decodeName(name)) ? `${name}=***` : pair
+    return equals !== -1 && isSecretParameter(pair.slice(0, equals)) ? `${pair.slice(0, equals)}=***` : pair
   }).join("&")
 
 /**
@@ -99,7 +103,22 @@ export const redactText = (text: string): string =>
   text
     .replace(/(https?:\/{0,2}|[a-z][a-z0-9+.-]*:\/\/)(?:(?![a-z][a-z0-9+.-]*:\/\/)[^\r\n])*@/gi, "$1***@")
     .replace(/([?&#;])([^=&#?;\s]+)=([^&#;\s]*)/g, (match, lead: string, name: string) =>
-      secretParameters.has(decodeName(name)) ? `${lead}${name}=***` : match)
+      isSecretParameter(name) ? `${lead}${name}=***` : match)
+
+/**
+ * A URL given as text (any scheme: `https:`, `postgres:`), safe to print: `redactUrl` when it
+ * parses, `redactText` when it does not; the text as given when it holds no credential.
+ */
+export const redactUrlText = (text: string): string => {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return redactText(text)
+  }
+  const redacted = redactUrl(url)
+  return redacted === url.href ? text : redacted
+}
 
 /** How a source is named in messages, progress and checkpoints (credentials redacted). */
 export const describeSource = (spec: SourceSpec): string =>

@@ -1,5 +1,7 @@
 /**
- * MemoryMonitor: samples process memory on a schedule, keeps the peak and the growth rate.
+ * MemoryMonitor: samples process memory on a schedule, keeps the peak and the growth rate. The
+ * growth rate feeds the memory manager (fast growth tightens the budget in force) and the
+ * pressure level.
  */
 import { Context } from "effect"
 import type { Effect } from "effect"

@@ -1,6 +1,8 @@
 /**
  * ResourceCleanupManager: resources registered with a priority are released in priority order,
- * each within a time bound; failures are reported, never swallowed.
+ * each within a time bound; failures are reported, never swallowed. A scope releases its own
+ * resources when it closes (nested scopes close first, as Effect's scopes do); the emergency path
+ * releases the reusable resources of every open scope of the process, in one priority order.
  */
 import { Context, Schema } from "effect"
 import type { Duration, Effect, Scope } from "effect"
@@ -25,7 +27,11 @@ export interface CleanupRegistration {
   readonly release: Effect.Effect<void, unknown>
   /** Longest the release may take. */
   readonly timeout?: Duration.DurationInput
-  /** May be released early under critical pressure without breaking a live read (pooled buffers, idle connections). */
+  /**
+   * May be released early under critical pressure without breaking a live read (pooled buffers,
+   * idle connections). Its release then runs at each emergency and again when the scope closes,
+   * so it must be repeatable.
+   */
   readonly emergency?: boolean
 }
 
@@ -33,8 +39,11 @@ export interface CleanupRegistration {
 export interface ResourceCleanupManagerShape {
   /** Registers a resource, released when the scope closes (or earlier, in an emergency, when allowed). */
   readonly register: (registration: CleanupRegistration) => Effect.Effect<void, never, Scope.Scope>
-  /** Releases every emergency-releasable resource now; returns how many were released. */
-  readonly emergencyRelease: Effect.Effect<number>
+  /**
+   * Releases every emergency-releasable resource of every open scope now, one after another by
+   * priority across all of them, each within its time bound; returns their names in release order.
+   */
+  readonly emergencyRelease: Effect.Effect<ReadonlyArray<string>>
   /** Finalizer failures so far. */
   readonly failures: Effect.Effect<ReadonlyArray<CleanupFailed>>
 }

@@ -3,7 +3,7 @@
  * the source's bytes; the basic and the enhanced layers implement the same tag.
  */
 import { Context, Schema } from "effect"
-import type { Effect, Scope, Stream } from "effect"
+import type { Effect, Option, Scope, Sink, Stream } from "effect"
 import type { SourceError, SourceIdentity, SourceInput } from "./ByteSource.js"
 import type { Checkpoint, CheckpointStoreError, OutputCheck } from "./CheckpointStore.js"
 import type { InvalidOptions, ReadOptionsInput } from "./ReadOptions.js"
@@ -23,7 +23,27 @@ export class IntegrityMismatch extends Schema.TaggedError<IntegrityMismatch>()("
 /** Every failure a read can end with. */
 export type ReadError = SourceError | InvalidOptions | RetriesExhausted | CheckpointStoreError | IntegrityMismatch
 
-/** An opened read: where it starts and the stream of the bytes from there. */
+/** A run of the source's bytes and where it starts in the source. */
+export interface SourceChunk {
+  /** The offset in the source of `bytes[0]`. */
+  readonly offset: number
+  readonly bytes: Uint8Array
+}
+
+/** Where a read starts and which version of the source it expects there. */
+export interface ReadStart {
+  /** The offset of the first byte to read. */
+  readonly offset: number
+  /** The version the bytes before `offset` were read from; needed when `offset > 0`. */
+  readonly identity?: SourceIdentity | undefined
+  /** For a source without a strong validator: the sha256 of its first `offset` bytes. */
+  readonly prefixSha256?: string | undefined
+}
+
+/**
+ * An opened read. The stream emits chunks with their offsets; the consumer says what it has
+ * durably handled with `acknowledge`, and checkpoints only ever record acknowledged bytes.
+ */
 export interface ReadSession {
   /** The source's name, credentials redacted. */
   readonly source: string
@@ -31,38 +51,47 @@ export interface ReadSession {
   readonly startOffset: number
   /** The source's identity as first seen. */
   readonly identity: SourceIdentity
-  /**
-   * The bytes from `startOffset` to the end, in order, each exactly once. A chunk counts as
-   * acknowledged (and may be checkpointed) once the consumer pulls the next one.
-   */
+  /** The saved checkpoint this read resumed from; none when it started at 0 or at a given start. */
+  readonly resumedFrom: Option.Option<Checkpoint>
+  /** The source's bytes from `startOffset` to the end, in order, each exactly once, with their offsets. */
+  readonly chunks: Stream.Stream<SourceChunk, ReadError>
+  /** The same bytes without their offsets. */
   readonly stream: Stream.Stream<Uint8Array, ReadError>
-}
-
-/** What a consumer asks the reader to do at points of a read. */
-export interface ReadHooks {
   /**
-   * Runs before each checkpoint is saved: a consumer that writes to a file flushes it to disk
-   * here (`--durable`), so a checkpoint never vouches for bytes a power cut could lose.
+   * Records that every byte before `end` is durably handled. A checkpoint is saved once
+   * `checkpointEvery` chunks have been acknowledged since the last one, carrying `output` when
+   * given; the read's checkpoint is deleted once every byte of a finished read is acknowledged.
+   * `end` beyond the bytes emitted is a defect.
    */
-  readonly beforeCheckpoint?: Effect.Effect<void>
-  /**
-   * Given the checkpoint found for this read, how many of its bytes the destination still holds
-   * as it wrote them: the checkpoint's offset, or less (0 to start again). The read resumes there.
-   */
-  readonly resumeOffset?: (checkpoint: Checkpoint) => Effect.Effect<number>
-  /** What a checkpoint at `offset` records of the destination, so a resume can check it with `resumeOffset`. */
-  readonly describeOutput?: (offset: number) => Effect.Effect<OutputCheck>
+  readonly acknowledge: (end: number, output?: OutputCheck) => Effect.Effect<void, CheckpointStoreError>
+  /** Whether acknowledging `end` saves a checkpoint: a consumer that records its own state with it prepares that state then. */
+  readonly checkpointDue: (end: number) => boolean
+  /** Saves a checkpoint of what is acknowledged now (a consumer stopping part-way), carrying `output` when given. */
+  readonly checkpoint: (output?: OutputCheck) => Effect.Effect<void, CheckpointStoreError>
+  /** Where a later read resumes: the acknowledged offset and the version it was read from. */
+  readonly acknowledged: Effect.Effect<ReadStart>
+  /** A sink that runs `handle` on each chunk and then acknowledges it. */
+  readonly sink: <E, R>(
+    handle: (chunk: SourceChunk) => Effect.Effect<void, E, R>
+  ) => Sink.Sink<void, SourceChunk, never, E | CheckpointStoreError, R>
 }
 
 /** Reads byte sources as streams. */
 export interface StreamingReaderShape {
-  /** Opens a read: validates options, opens the source, finds the checkpoint to resume from. */
+  /**
+   * Opens a read: validates options, opens the source and starts at `start`. Without `start`, a
+   * read with a `destination` resumes from its saved checkpoint (unless `restart`), else from 0.
+   */
   readonly open: (
     source: SourceInput,
     options?: ReadOptionsInput,
-    hooks?: ReadHooks
+    start?: ReadStart
   ) => Effect.Effect<ReadSession, ReadError, Scope.Scope>
-  /** The source's bytes as one stream; the source is released when the stream ends, fails or is interrupted. */
+  /**
+   * The source's bytes as one stream; the source is released when the stream ends, fails or is
+   * interrupted. With a `destination`, pass `acknowledge: "on-pull"`: pulling a chunk then
+   * acknowledges the one before.
+   */
   readonly read: (source: SourceInput, options?: ReadOptionsInput) => Stream.Stream<Uint8Array, ReadError>
 }
 

@@ -8,7 +8,6 @@ import type { PressureLevel } from "../../src/services/BackpressureController.js
 import { KiB } from "../../src/services/ReadOptions.js"
 import { FakeController } from "../support/pressure.js"
 
-
 const TestEnv = AdaptiveChunkSizerLive.layer.pipe(Layer.provideMerge(FakeController))
 
 const setPressure = (level: PressureLevel) =>
@@ -27,7 +26,8 @@ const step = (state: ChunkSizing, latencyMs: number) =>
     return yield* state.next
   })
 
-const steps = (state: ChunkSizing, latencies: ReadonlyArray<number>) => Effect.forEach(latencies, (ms) => step(state, ms))
+const steps = (state: ChunkSizing, latencies: ReadonlyArray<number>) =>
+  Effect.forEach(latencies, (ms) => step(state, ms))
 
 describe("AdaptiveChunkSizerLive", () => {
   it.effect("starts at the initial size", () =>
@@ -77,7 +77,11 @@ describe("AdaptiveChunkSizerLive", () => {
       assert.strictEqual(yield* state.next, 8 * KiB, "5000 bytes rounded up to 4 KiB")
       yield* state.observe({ bytes: 512, latencyMs: 120 })
       assert.strictEqual(yield* state.next, 4 * KiB, "never below the minimum")
-      assert.deepStrictEqual(yield* steps(state, [0.1, 0.1, 0.1]), [8 * KiB, 16 * KiB, 32 * KiB], "full fast chunks grow it back")
+      assert.deepStrictEqual(
+        yield* steps(state, [0.1, 0.1, 0.1]),
+        [8 * KiB, 16 * KiB, 32 * KiB],
+        "full fast chunks grow it back"
+      )
     }).pipe(Effect.provide(TestEnv)))
 
   it.effect("a short chunk never takes the size below the minimum or above what it was", () =>

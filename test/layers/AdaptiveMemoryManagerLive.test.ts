@@ -1,8 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, FastCheck as fc, Fiber, Option } from "effect"
+import { Effect, Exit, FastCheck as fc, Fiber, Layer, Option, TestClock } from "effect"
 import * as AdaptiveMemoryManagerLive from "../../src/layers/AdaptiveMemoryManagerLive.js"
 import { AdaptiveMemoryManager } from "../../src/services/AdaptiveMemoryManager.js"
+import { MemoryMonitor } from "../../src/services/MemoryMonitor.js"
 import { KiB, MiB } from "../../src/services/ReadOptions.js"
+import { fakeMonitor, StillMonitor } from "../support/pressure.js"
+
+/** The live budget over a monitor that sees no growth. */
+const budget = (options: AdaptiveMemoryManagerLive.AdaptiveMemoryManagerOptions) =>
+  AdaptiveMemoryManagerLive.make(options).pipe(Effect.provideService(MemoryMonitor, fakeMonitor()))
 
 /** Lets forked fibers run until they block. */
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
@@ -11,10 +17,10 @@ const settle = Effect.repeatN(Effect.yieldNow(), 20)
 const isDone = <A, E>(fiber: Fiber.Fiber<A, E>) => Effect.map(Fiber.poll(fiber), Option.isSome)
 
 describe("AdaptiveMemoryManagerLive", () => {
-  it.effect("100 concurrent streams with a slow (yielding) consumer never exceed the limit and all complete", () =>
+  it.scoped("100 concurrent streams with a slow (yielding) consumer never exceed the limit and all complete", () =>
     Effect.gen(function*() {
       const limit = 1 * MiB
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit })
+      const manager = yield* budget({ limit })
       const chunksPerStream = 10
       let held = 0
       let maxHeld = 0
@@ -45,9 +51,9 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(yield* manager.inUse, 0)
     }))
 
-  it.effect("shrinks an ask above the limit to the limit instead of deadlocking", () =>
+  it.scoped("shrinks an ask above the limit to the limit instead of deadlocking", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 1000 })
+      const manager = yield* budget({ limit: 1000 })
       const whole = yield* manager.reserve(5000)
       assert.strictEqual(whole.bytes, 1000)
       assert.strictEqual(yield* manager.inUse, 1000)
@@ -62,9 +68,9 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(yield* manager.inUse, 1000)
     }))
 
-  it.effect("an interrupted waiter gets nothing and leaves the budget unchanged", () =>
+  it.scoped("an interrupted waiter gets nothing and leaves the budget unchanged", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 100 })
+      const manager = yield* budget({ limit: 100 })
       const held = yield* manager.reserve(80)
       const waiter = yield* Effect.fork(manager.reserve(50))
       yield* settle
@@ -78,9 +84,9 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(whole.bytes, 100)
     }))
 
-  it.effect("interrupting a waiter as it is granted leaks nothing", () =>
+  it.scoped("interrupting a waiter as it is granted leaks nothing", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 100 })
+      const manager = yield* budget({ limit: 100 })
       const held = yield* manager.reserve(80)
       const waiter = yield* Effect.fork(manager.reserve(50))
       yield* settle
@@ -90,9 +96,9 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(yield* manager.inUse, 0)
     }))
 
-  it.effect("grants waiters first come, first served", () =>
+  it.scoped("grants waiters first come, first served", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 100 })
+      const manager = yield* budget({ limit: 100 })
       const held = yield* manager.reserve(80)
       const large = yield* Effect.fork(manager.reserve(50))
       yield* settle
@@ -105,9 +111,9 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(yield* manager.inUse, 60)
     }))
 
-  it.effect("removing an interrupted head waiter lets the next one in", () =>
+  it.scoped("removing an interrupted head waiter lets the next one in", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 100 })
+      const manager = yield* budget({ limit: 100 })
       yield* manager.reserve(80)
       const large = yield* Effect.fork(manager.reserve(50))
       yield* settle
@@ -120,9 +126,9 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(yield* manager.inUse, 90)
     }))
 
-  it.effect("release is idempotent", () =>
+  it.scoped("release is idempotent", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 100 })
+      const manager = yield* budget({ limit: 100 })
       const first = yield* manager.reserve(30)
       yield* manager.reserve(30)
       yield* first.release
@@ -130,27 +136,95 @@ describe("AdaptiveMemoryManagerLive", () => {
       assert.strictEqual(yield* manager.inUse, 30)
     }))
 
-  it.effect("an ask of zero bytes or less is granted zero at once", () =>
+  it.scoped("an ask of zero bytes or less is granted zero at once", () =>
     Effect.gen(function*() {
-      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 100 })
+      const manager = yield* budget({ limit: 100 })
       yield* manager.reserve(100)
       assert.strictEqual((yield* manager.reserve(0)).bytes, 0)
       assert.strictEqual((yield* manager.reserve(-5)).bytes, 0)
       assert.strictEqual(yield* manager.inUse, 100)
     }))
 
-  it.effect("rejects a limit that is not a positive integer as a defect", () =>
+  it.scoped("rejects a limit that is not a positive integer as a defect", () =>
     Effect.gen(function*() {
-      const exit = yield* Effect.exit(AdaptiveMemoryManagerLive.make({ limit: 0 }))
+      const exit = yield* Effect.exit(budget({ limit: 0 }))
       assert.isTrue(Exit.isFailure(exit) && Exit.isFailure(exit) && !Exit.isInterrupted(exit))
     }))
 
-  it.effect("the layer defaults to a 50 MiB budget", () =>
+  it.scoped("the layer defaults to a 50 MiB budget", () =>
     Effect.gen(function*() {
       const manager = yield* AdaptiveMemoryManager
       assert.strictEqual(manager.limit, 50 * MiB)
       assert.strictEqual((yield* manager.reserve(64 * MiB)).bytes, 50 * MiB)
-    }).pipe(Effect.provide(AdaptiveMemoryManagerLive.layer())))
+    }).pipe(Effect.provide(AdaptiveMemoryManagerLive.layer().pipe(Layer.provide(StillMonitor)))))
+
+  it("tightenedLimit keeps the whole limit up to the allowance, then shrinks it with growth down to its floor", () => {
+    const at = (growth: number) => AdaptiveMemoryManagerLive.tightenedLimit(1000, growth, 5, 0.25)
+    assert.deepStrictEqual([at(-3), at(0), at(5), at(10), at(20), at(200), at(Number.NaN)], [
+      1000,
+      1000,
+      1000,
+      500,
+      250,
+      250,
+      1000
+    ])
+  })
+
+  it.scoped("fast RSS growth tightens the budget in force: a reservation that fitted now waits; the hard limit stays", () =>
+    Effect.gen(function*() {
+      const growth = { mbPerSec: 0 }
+      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 1000, interval: "500 millis" }).pipe(
+        Effect.provideService(MemoryMonitor, fakeMonitor(growth))
+      )
+      const held = yield* manager.reserve(400)
+      const before = yield* manager.reserve(200)
+      yield* before.release
+      growth.mbPerSec = 10
+      yield* TestClock.adjust("500 millis")
+      assert.strictEqual(yield* manager.effectiveLimit, 500)
+      assert.strictEqual(manager.limit, 1000)
+      const waiter = yield* Effect.fork(manager.reserve(200))
+      yield* settle
+      assert.isFalse(yield* isDone(waiter), "400 + 200 exceeds the tightened 500")
+      yield* held.release
+      assert.strictEqual((yield* Fiber.join(waiter)).bytes, 200)
+    }))
+
+  it.scoped("growth that eases loosens the budget and lets waiters in without any release", () =>
+    Effect.gen(function*() {
+      const growth = { mbPerSec: 20 }
+      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 1000, interval: "500 millis" }).pipe(
+        Effect.provideService(MemoryMonitor, fakeMonitor(growth))
+      )
+      assert.strictEqual(yield* manager.effectiveLimit, 250, "read at once when the budget is made")
+      yield* manager.reserve(200)
+      const waiter = yield* Effect.fork(manager.reserve(100))
+      yield* settle
+      assert.isFalse(yield* isDone(waiter))
+      growth.mbPerSec = 0
+      yield* TestClock.adjust("499 millis")
+      assert.isFalse(yield* isDone(waiter), "the monitor is read every 500 ms")
+      yield* TestClock.adjust("1 millis")
+      assert.strictEqual((yield* Fiber.join(waiter)).bytes, 100)
+      assert.strictEqual(yield* manager.effectiveLimit, 1000)
+    }))
+
+  it.scoped("an ask above the tightened budget is granted once nothing else is reserved, never above the hard limit", () =>
+    Effect.gen(function*() {
+      const manager = yield* AdaptiveMemoryManagerLive.make({ limit: 1000 }).pipe(
+        Effect.provideService(MemoryMonitor, fakeMonitor({ mbPerSec: 50 }))
+      )
+      assert.strictEqual(yield* manager.effectiveLimit, 250)
+      const large = yield* manager.reserve(600)
+      assert.strictEqual(large.bytes, 600)
+      const next = yield* Effect.fork(manager.reserve(1))
+      yield* settle
+      assert.isFalse(yield* isDone(next))
+      yield* large.release
+      yield* (yield* Fiber.join(next)).release
+      assert.strictEqual((yield* manager.reserve(5000)).bytes, 1000)
+    }))
 
   it.effect.prop(
     "for any sizes, orders and interruptions, inUse stays within the limit and returns to 0",
@@ -168,7 +242,7 @@ describe("AdaptiveMemoryManagerLive", () => {
     },
     ({ asks, limit }) =>
       Effect.gen(function*() {
-        const manager = yield* AdaptiveMemoryManagerLive.make({ limit })
+        const manager = yield* budget({ limit })
         let held = 0
         let maxHeld = 0
         let maxInUse = 0
@@ -192,13 +266,15 @@ describe("AdaptiveMemoryManagerLive", () => {
         yield* Effect.forEach(asks, (ask, i) =>
           ask.interruptAfter === undefined
             ? Effect.void
-            : Effect.fork(Effect.zipRight(Effect.repeatN(Effect.yieldNow(), ask.interruptAfter), Fiber.interrupt(fibers[i]!))))
+            : Effect.fork(
+              Effect.zipRight(Effect.repeatN(Effect.yieldNow(), ask.interruptAfter), Fiber.interrupt(fibers[i]!))
+            ))
         yield* Effect.forEach(fibers, Fiber.await)
         assert.isAtMost(maxHeld, limit)
         assert.isAtMost(maxInUse, limit)
         assert.strictEqual(held, 0)
         assert.strictEqual(yield* manager.inUse, 0)
-      }),
+      }).pipe(Effect.scoped),
     { fastCheck: { numRuns: 100 } }
   )
 })

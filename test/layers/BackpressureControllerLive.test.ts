@@ -1,5 +1,19 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Fiber, Layer, Ref, Scope, Stream, SubscriptionRef, TestClock } from "effect"
+import {
+  Chunk,
+  Context,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Ref,
+  Scope,
+  Stream,
+  SubscriptionRef,
+  TestClock
+} from "effect"
 import * as BackpressureControllerLive from "../../src/layers/BackpressureControllerLive.js"
 import { AdaptiveMemoryManager } from "../../src/services/AdaptiveMemoryManager.js"
 import { BackpressureController } from "../../src/services/BackpressureController.js"
@@ -20,6 +34,7 @@ const FakeMemoryManager = Layer.effect(
   Effect.map(Knobs, (knobs) =>
     AdaptiveMemoryManager.of({
       limit,
+      effectiveLimit: Effect.succeed(limit),
       reserve: () => Effect.dieMessage("not used by the controller"),
       inUse: Ref.get(knobs.inUse)
     }))
@@ -29,7 +44,12 @@ const FakeMemoryMonitor = Layer.effect(
   MemoryMonitor,
   Effect.map(Knobs, (knobs) => {
     const sample = Effect.succeed({ atMs: 0, rss: 0, heapUsed: 0, arrayBuffers: 0 })
-    return MemoryMonitor.of({ sample, latest: sample, peakRss: Effect.succeed(0), growthMbPerSec: Ref.get(knobs.growth) })
+    return MemoryMonitor.of({
+      sample,
+      latest: sample,
+      peakRss: Effect.succeed(0),
+      growthMbPerSec: Ref.get(knobs.growth)
+    })
   })
 )
 
@@ -152,6 +172,61 @@ describe("BackpressureControllerLive", () => {
       yield* setAndRefresh("inUse", 960)
       yield* setAndRefresh("inUse", 0)
       assert.deepStrictEqual(Chunk.toReadonlyArray(yield* Fiber.join(seen)), ["none", "high", "critical", "none"])
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("current is the latest published level, not a recomputation", () =>
+    Effect.gen(function*() {
+      const controller = yield* BackpressureController
+      const knobs = yield* Knobs
+      yield* Ref.set(knobs.inUse, 800)
+      assert.strictEqual(yield* controller.current, "none", "no refresh yet")
+      yield* controller.refresh
+      assert.strictEqual(yield* controller.current, "high")
+      assert.strictEqual(yield* current, "high")
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("a new read waits while the level is high and starts as soon as it drops", () =>
+    Effect.gen(function*() {
+      const controller = yield* BackpressureController
+      const knobs = yield* Knobs
+      assert.strictEqual(yield* setAndRefresh("inUse", 800), "high")
+      const scope = yield* Scope.make()
+      const starting = yield* Effect.fork(Scope.extend(controller.trackStream, scope))
+      yield* TestClock.adjust("900 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(starting)), "held back while high")
+      yield* Ref.set(knobs.inUse, 100)
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(starting)
+      assert.strictEqual(yield* current, "none")
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("a new read waits at most admissionWait while the level stays critical, then starts and counts", () =>
+    Effect.gen(function*() {
+      const controller = yield* BackpressureController
+      assert.strictEqual(yield* setAndRefresh("inUse", 990), "critical")
+      const scope = yield* Scope.make()
+      const starting = yield* Effect.fork(Scope.extend(controller.trackStream, scope))
+      yield* TestClock.adjust(
+        BackpressureControllerLive.defaultAdmissionWait.pipe(Duration.subtract(Duration.millis(1)))
+      )
+      assert.isTrue(Option.isNone(yield* Fiber.poll(starting)))
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(starting)
+      const scopes = yield* Effect.forEach([1, 2, 3], () => Scope.make())
+      yield* setAndRefresh("inUse", 0)
+      for (const each of scopes) yield* Scope.extend(controller.trackStream, each)
+      assert.strictEqual(yield* current, "high", "the read that waited counts: 4 of 4 streams")
+      yield* Scope.close(scope, Exit.void)
+    }).pipe(Effect.provide(TestEnv)))
+
+  it.effect("reads are admitted at once at none and low", () =>
+    Effect.gen(function*() {
+      const controller = yield* BackpressureController
+      assert.strictEqual(yield* setAndRefresh("inUse", 600), "low")
+      yield* Effect.scoped(controller.trackStream)
+      assert.strictEqual(yield* setAndRefresh("inUse", 0), "none")
+      yield* Effect.scoped(controller.trackStream)
     }).pipe(Effect.provide(TestEnv)))
 
   it("classify takes the thresholds of its doc comment", () => {

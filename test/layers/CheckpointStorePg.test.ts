@@ -8,6 +8,7 @@ import type { Checkpoint } from "../../src/services/CheckpointStore.js"
 import { JobQueue, leaseLostReason } from "../../src/services/JobQueue.js"
 import type { Claim } from "../../src/services/JobQueue.js"
 import { freshDatabase, postgresUrl, rawClient, skipPostgres, wrongPasswordUrl } from "../support/postgres.js"
+import { verificationText } from "../../src/layers/CheckpointRows.js"
 import { checkpointStoreContract } from "./CheckpointStore.contract.js"
 
 /** The URL of this file's database. */
@@ -31,10 +32,63 @@ const sample = (destination: string, offset: number): Checkpoint => ({
   updatedAt: 1_700_000_000_000
 })
 
+/** The hand-written migrations of the releases that counted schema versions in `streaming_reader_schema`. */
+const legacyMigrations: ReadonlyArray<string> = [
+  `CREATE TABLE checkpoints (
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    identity TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (source, destination)
+  );
+  CREATE INDEX checkpoints_destination ON checkpoints (destination);
+  CREATE TABLE jobs (
+    id BIGSERIAL PRIMARY KEY,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    owner TEXT,
+    epoch BIGINT NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at TIMESTAMPTZ,
+    available_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_error TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+  );
+  CREATE INDEX jobs_claimable ON jobs (id) WHERE state IN ('queued', 'running')`,
+  `ALTER TABLE checkpoints ADD COLUMN verification TEXT`
+]
+
+/** Brings the database of `sql` to schema `version` as those releases did: the same transaction, lock and bookkeeping. */
+const createLegacy = (sql: PgClient.PgClient, version: 1 | 2) =>
+  sql.withTransaction(Effect.gen(function*() {
+    yield* sql.unsafe(`SELECT pg_advisory_xact_lock(727001)`)
+    yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS streaming_reader_schema (version INTEGER NOT NULL)`)
+    for (const migration of legacyMigrations.slice(0, version)) yield* sql.unsafe(migration)
+    yield* sql.unsafe(`INSERT INTO streaming_reader_schema (version) VALUES (${version})`)
+  }))
+
+/** The migrations recorded in the database of `sql`, as `[id, name]`. */
+const recordedMigrations = (sql: PgClient.PgClient) =>
+  Effect.map(
+    sql.unsafe<{ readonly migration_id: number; readonly name: string }>(
+      `SELECT migration_id, name FROM effect_sql_migrations ORDER BY migration_id`
+    ),
+    (rows): ReadonlyArray<readonly [number, string]> => rows.map((row) => [row.migration_id, row.name])
+  )
+
+/** The migrations this release records. */
+const currentMigrations: ReadonlyArray<readonly [number, string]> = [[1, "checkpoints_and_jobs"], [2, "verification"]]
+
 /** Lets the lease of `claim` run out now (the database's clock decides expiry). */
 const expire = (claim: Claim) =>
-  Effect.flatMap(PgClient.PgClient, (sql) =>
-    sql.unsafe(`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, [claim.job.id]))
+  Effect.flatMap(
+    PgClient.PgClient,
+    (sql) => sql.unsafe(`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, [claim.job.id])
+  )
 
 /** Enqueues a job for `destination` and claims it. */
 const claimNew = (destination: string, worker = "worker-a") =>
@@ -58,7 +112,10 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         const first = yield* claimNew("/out/fenced-1.bin")
         const fenced = queue.checkpoints(first)
         yield* fenced.save(sample("/out/fenced-1.bin", 1000))
-        assert.deepStrictEqual(yield* store.load(sample("/out/fenced-1.bin", 0).key), Option.some(sample("/out/fenced-1.bin", 1000)))
+        assert.deepStrictEqual(
+          yield* store.load(sample("/out/fenced-1.bin", 0).key),
+          Option.some(sample("/out/fenced-1.bin", 1000))
+        )
 
         yield* expire(first)
         const second = Option.getOrThrow(yield* queue.claim("worker-b"))
@@ -79,7 +136,10 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         )
 
         yield* queue.checkpoints(second).save(sample("/out/fenced-1.bin", 2000))
-        assert.deepStrictEqual(yield* store.load(sample("/out/fenced-1.bin", 0).key), Option.some(sample("/out/fenced-1.bin", 2000)))
+        assert.deepStrictEqual(
+          yield* store.load(sample("/out/fenced-1.bin", 0).key),
+          Option.some(sample("/out/fenced-1.bin", 2000))
+        )
       }))
 
     it.effect("a stale fenced delete is refused and keeps the checkpoint; the holder's delete removes it", () =>
@@ -146,7 +206,9 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
           const [results, second] = yield* Effect.all([staleSaves, takeover], { concurrency: 2 })
           assert.strictEqual(second.epoch, first.epoch + 1)
           for (const result of results) {
-            if (result._tag === "Left") assert.strictEqual(result.left.reason, leaseLostReason(first.job.id, first.epoch))
+            if (result._tag === "Left") {
+              assert.strictEqual(result.left.reason, leaseLostReason(first.job.id, first.epoch))
+            }
           }
           assert.deepStrictEqual(
             yield* store.load(sample(destination, 0).key),
@@ -167,7 +229,9 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         // Forked outside the transaction below, so that it runs on a connection of its own.
         const go = yield* Deferred.make<void>()
         const save = yield* Effect.fork(
-          Deferred.await(go).pipe(Effect.zipRight(Effect.either(queue.checkpoints(first).save(sample(destination, 20)))))
+          Deferred.await(go).pipe(
+            Effect.zipRight(Effect.either(queue.checkpoints(first).save(sample(destination, 20))))
+          )
         )
         const stale = yield* sql.withTransaction(Effect.gen(function*() {
           // Another worker's claim, not yet committed.
@@ -234,24 +298,25 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         }
       }))
 
-    it.effect("the schema version is recorded, and building the store again migrates nothing twice", () =>
+    it.effect("the migrations are recorded, and building the store again migrates nothing twice", () =>
       Effect.gen(function*() {
         const url = yield* Database
         yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url)))
         yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url)))
         const sql = yield* PgClient.PgClient
-        const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
-        assert.deepStrictEqual(rows.map((r) => r.version), [2])
+        assert.deepStrictEqual(yield* recordedMigrations(sql), currentMigrations)
+        const legacy = yield* sql.unsafe(`SELECT 1 FROM pg_tables WHERE tablename = 'streaming_reader_schema'`)
+        assert.deepStrictEqual(legacy, [], "no table of the old bookkeeping in a new database")
       }))
 
     it.effect("a database from a newer schema version is refused", () =>
       Effect.gen(function*() {
         const url = yield* Database
         const sql = yield* PgClient.PgClient
-        yield* sql.unsafe(`UPDATE streaming_reader_schema SET version = 99`)
+        yield* sql.unsafe(`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (99, 'future')`)
         const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer(url))).pipe(
           Effect.flip,
-          Effect.ensuring(Effect.orDie(sql.unsafe(`UPDATE streaming_reader_schema SET version = 2`)))
+          Effect.ensuring(Effect.orDie(sql.unsafe(`DELETE FROM effect_sql_migrations WHERE migration_id = 99`)))
         )
         assert.instanceOf(error, CheckpointStoreError)
         assert.strictEqual(error.reason, "schema version 99 is newer than this program supports (2)")
@@ -262,10 +327,29 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
     it.scoped("workers starting together migrate a fresh database once", () =>
       Effect.gen(function*() {
         const url = yield* freshDatabase
-        yield* Effect.all(Array.from({ length: 6 }, () => Layer.build(CheckpointStorePg.layer(url))), { concurrency: "unbounded" })
+        yield* Effect.all(Array.from({ length: 6 }, () => Layer.build(CheckpointStorePg.layer(url))), {
+          concurrency: "unbounded"
+        })
         const sql = yield* rawClient(url)
-        const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
-        assert.deepStrictEqual(rows.map((r) => r.version), [2])
+        assert.deepStrictEqual(yield* recordedMigrations(sql), currentMigrations)
+      }))
+
+    it.scoped("workers starting together on a database of the version-table releases migrate it once", () =>
+      Effect.gen(function*() {
+        for (const version of [1, 2] as const) {
+          const url = yield* freshDatabase
+          const sql = yield* rawClient(url)
+          yield* createLegacy(sql, version)
+          const contexts = yield* Effect.all(
+            Array.from(
+              { length: 6 },
+              (_, i) => i % 2 === 0 ? Layer.build(CheckpointStorePg.layer(url)) : Layer.build(JobQueuePg.layer(url))
+            ),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(contexts.length, 6)
+          assert.deepStrictEqual(yield* recordedMigrations(sql), currentMigrations, `from version ${version}`)
+        }
       }))
 
     it.scoped("a database of schema version 1 with a checkpoint in it migrates, and the checkpoint loads", () =>
@@ -273,18 +357,7 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         const url = yield* freshDatabase
         const sql = yield* rawClient(url)
         const old = sample("/out/version-1.bin", 4 * 2 ** 32 + 3)
-        yield* sql.unsafe(`CREATE TABLE streaming_reader_schema (version INTEGER NOT NULL);
-          INSERT INTO streaming_reader_schema (version) VALUES (1);
-          CREATE TABLE checkpoints (
-            source TEXT NOT NULL,
-            destination TEXT NOT NULL,
-            byte_offset BIGINT NOT NULL,
-            identity TEXT NOT NULL,
-            chunk_size INTEGER NOT NULL,
-            updated_at BIGINT NOT NULL,
-            PRIMARY KEY (source, destination)
-          );
-          CREATE INDEX checkpoints_destination ON checkpoints (destination)`)
+        yield* createLegacy(sql, 1)
         yield* sql.unsafe(
           `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6)`,
@@ -297,8 +370,53 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         const verified: Checkpoint = { ...old, prefixSha256: "ab".repeat(32) }
         yield* store.save(verified)
         assert.deepStrictEqual(yield* store.load(old.key), Option.some(verified))
-        const rows = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
-        assert.deepStrictEqual(rows.map((r) => r.version), [2])
+        assert.deepStrictEqual(yield* recordedMigrations(sql), currentMigrations)
+      }))
+
+    it.scoped("a database the version-table releases left at version 2, with jobs and checkpoints, keeps working", () =>
+      Effect.gen(function*() {
+        const url = yield* freshDatabase
+        const sql = yield* rawClient(url)
+        yield* createLegacy(sql, 2)
+        const old: Checkpoint = {
+          ...sample("/out/version-2.bin", 3 * 2 ** 32 + 1),
+          output: { dev: 64_769, ino: 2 ** 40 + 3, tailLength: 65_536, tailSha256: "5e".repeat(32) },
+          prefixSha256: "77".repeat(32)
+        }
+        yield* sql.unsafe(
+          `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+          [
+            old.key.source,
+            old.key.destination,
+            old.offset,
+            JSON.stringify(old.identity),
+            old.chunkSize,
+            old.updatedAt,
+            verificationText(old)
+          ]
+        )
+        const [job] = yield* sql.unsafe<{ readonly id: string }>(
+          `INSERT INTO jobs (source, destination) VALUES ($1, $2) RETURNING id`,
+          [old.key.source, old.key.destination]
+        )
+        const context = yield* Layer.build(Layer.merge(CheckpointStorePg.layer(url), JobQueuePg.layer(url)))
+        const store = Context.get(context, CheckpointStore)
+        const queue = Context.get(context, JobQueue)
+        assert.deepStrictEqual(yield* store.load(old.key), Option.some(old))
+        const claim = Option.getOrThrow(yield* queue.claim("worker-a"))
+        assert.deepInclude(claim.job, { id: Number(job!.id), state: "running", epoch: 1, offset: old.offset })
+        const next: Checkpoint = { ...old, offset: old.offset + 65_536, updatedAt: old.updatedAt + 1 }
+        yield* queue.checkpoints(claim).save(next)
+        assert.deepStrictEqual(yield* store.load(old.key), Option.some(next))
+        yield* queue.checkpoints(claim).delete(old.key)
+        yield* queue.complete(claim)
+        assert.strictEqual((yield* queue.get(claim.job.id)).state, "done")
+        const added = yield* queue.enqueue("https://example.com/new.bin", "/out/new.bin")
+        assert.strictEqual(added.id, Number(job!.id) + 1, "the job ids go on from the old sequence")
+        assert.deepStrictEqual(yield* recordedMigrations(sql), currentMigrations)
+        const legacy = yield* sql.unsafe<{ readonly version: number }>(`SELECT version FROM streaming_reader_schema`)
+        assert.deepStrictEqual(legacy.map((r) => r.version), [2], "the old bookkeeping is left as it was")
       }))
 
     it.effect("a wrong password fails the layer with CheckpointStoreError and never shows the password", () =>
@@ -313,8 +431,13 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
 
     it.effect("a URL that is not postgres:// fails with CheckpointStoreError", () =>
       Effect.gen(function*() {
-        const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer("mysql://u:secret@host/db"))).pipe(Effect.flip)
-        assert.strictEqual(error.reason, "unsupported scheme mysql: (expected postgres://user:password@host:port/database)")
+        const error = yield* Effect.scoped(Layer.build(CheckpointStorePg.layer("mysql://u:secret@host/db"))).pipe(
+          Effect.flip
+        )
+        assert.strictEqual(
+          error.reason,
+          "unsupported scheme mysql: (expected postgres://user:password@host:port/database)"
+        )
         assert.notInclude(error.message, "secret")
       }))
 
@@ -326,7 +449,10 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         )
         const store = Context.get(context, CheckpointStore)
         yield* store.save(sample("/out/config.bin", 7))
-        assert.deepStrictEqual(yield* store.load(sample("/out/config.bin", 0).key), Option.some(sample("/out/config.bin", 7)))
+        assert.deepStrictEqual(
+          yield* store.load(sample("/out/config.bin", 0).key),
+          Option.some(sample("/out/config.bin", 7))
+        )
         const missing = yield* Layer.build(CheckpointStorePg.layerConfig).pipe(
           Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
           Effect.flip

@@ -9,6 +9,7 @@ import { dirname, join } from "node:path"
 import * as CheckpointStoreSqlite from "../../src/layers/CheckpointStoreSqlite.js"
 import { CheckpointStore, CheckpointStoreError } from "../../src/services/CheckpointStore.js"
 import type { Checkpoint } from "../../src/services/CheckpointStore.js"
+import { verificationText } from "../../src/layers/CheckpointRows.js"
 import { checkpointStoreContract } from "./CheckpointStore.contract.js"
 
 const root = mkdtempSync(join(tmpdir(), "checkpoint-store-sqlite-"))
@@ -49,35 +50,75 @@ const holdLock = (filename: string) =>
     (db) => ({ release: Effect.sync(() => db.exec("COMMIT")) })
   )
 
-/** The `checkpoints` table and schema version as the first release of the store created them. */
-const createVersion1 = (filename: string) => {
+/** The hand-written migrations of the releases that counted schema versions in `PRAGMA user_version`. */
+const legacyMigrations: ReadonlyArray<string> = [
+  `CREATE TABLE IF NOT EXISTS checkpoints (
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    byte_offset INTEGER NOT NULL,
+    identity TEXT NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (source, destination)
+  )`,
+  `ALTER TABLE checkpoints ADD COLUMN verification TEXT`
+]
+
+/**
+ * A database as those releases left it at schema `version` (1 or 2), with `checkpoint` saved in
+ * it: the same pragmas, migration transaction and version bookkeeping, and the same row.
+ */
+const createLegacy = (filename: string, version: 1 | 2, checkpoint: Checkpoint) => {
   mkdirSync(dirname(filename), { recursive: true })
   const db = new Database(filename)
   try {
-    db.exec(`CREATE TABLE IF NOT EXISTS checkpoints (
-      source TEXT NOT NULL,
-      destination TEXT NOT NULL,
-      byte_offset INTEGER NOT NULL,
-      identity TEXT NOT NULL,
-      chunk_size INTEGER NOT NULL,
-      updated_at INTEGER NOT NULL,
-      PRIMARY KEY (source, destination)
-    )`)
     db.pragma("journal_mode = WAL")
-    db.pragma("user_version = 1")
-    db.prepare(`INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
-      VALUES (?, ?, ?, ?, ?, ?)`).run(
-      sample.key.source,
-      sample.key.destination,
-      sample.offset,
-      JSON.stringify(sample.identity),
-      sample.chunkSize,
-      sample.updatedAt
-    )
+    db.pragma("synchronous = NORMAL")
+    db.exec("BEGIN IMMEDIATE")
+    for (const migration of legacyMigrations.slice(0, version)) db.exec(migration)
+    db.pragma(`user_version = ${version}`)
+    db.exec("COMMIT")
+    const columns = [
+      checkpoint.key.source,
+      checkpoint.key.destination,
+      checkpoint.offset,
+      JSON.stringify(checkpoint.identity),
+      checkpoint.chunkSize,
+      checkpoint.updatedAt
+    ]
+    if (version === 1) {
+      db.prepare(`INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?)`).run(...columns)
+    } else {
+      db.prepare(
+        `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`
+      ).run(...columns, verificationText(checkpoint))
+    }
   } finally {
     db.close()
   }
 }
+
+/** The migrations recorded in `filename`, as `[id, name]`. */
+const recordedMigrations = (filename: string) =>
+  SqlClient.SqlClient.pipe(
+    Effect.flatMap((sql) =>
+      sql<
+        { readonly migration_id: number; readonly name: string }
+      >`SELECT migration_id, name FROM effect_sql_migrations ORDER BY migration_id`
+    ),
+    Effect.map((rows): ReadonlyArray<readonly [number, string]> => rows.map((row) => [row.migration_id, row.name])),
+    Effect.provide(rawClient(filename))
+  )
+
+/** The user_version of `filename`. */
+const userVersion = (filename: string) =>
+  SqlClient.SqlClient.pipe(
+    Effect.flatMap((sql) => sql<{ readonly user_version: number }>`PRAGMA user_version`),
+    Effect.map((rows) => rows[0]?.user_version),
+    Effect.provide(rawClient(filename))
+  )
 
 const sample: Checkpoint = {
   key: { source: "https://example.com/video.mp4", destination: "/out/video.mp4" },
@@ -86,6 +127,16 @@ const sample: Checkpoint = {
   chunkSize: 128 * 1024,
   updatedAt: 1_700_000_000_000
 }
+
+/** `sample` with both checks, as the release with schema version 2 saved it. */
+const verifiedSample: Checkpoint = {
+  ...sample,
+  output: { dev: 64_769, ino: 2 ** 36 + 5, tailLength: 65_536, tailSha256: "9f".repeat(32) },
+  prefixSha256: "3c".repeat(32)
+}
+
+/** The migrations this release records. */
+const currentMigrations: ReadonlyArray<readonly [number, string]> = [[1, "checkpoints"], [2, "verification"]]
 
 checkpointStoreContract("CheckpointStoreSqlite", () => CheckpointStoreSqlite.layer(freshPath()))
 
@@ -121,18 +172,18 @@ describe("CheckpointStoreSqlite", () => {
       assert.deepStrictEqual(afterDelete, Option.none())
     }))
 
-  it.effect("the database is in WAL mode with the schema version recorded", () =>
+  it.effect("the database is in WAL mode with the migrations recorded", () =>
     Effect.gen(function*() {
       const path = freshPath()
       yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path))
-      const [mode, version] = yield* Effect.gen(function*() {
-        const sql = yield* SqlClient.SqlClient
-        const mode = yield* sql<{ readonly journal_mode: string }>`PRAGMA journal_mode`
-        const version = yield* sql<{ readonly user_version: number }>`PRAGMA user_version`
-        return [mode[0]?.journal_mode, version[0]?.user_version] as const
-      }).pipe(Effect.provide(rawClient(path)))
-      assert.strictEqual(mode, "wal")
-      assert.strictEqual(version, 2)
+      const mode = yield* SqlClient.SqlClient.pipe(
+        Effect.flatMap((sql) => sql<{ readonly journal_mode: string }>`PRAGMA journal_mode`),
+        Effect.provide(rawClient(path))
+      )
+      assert.strictEqual(mode[0]?.journal_mode, "wal")
+      assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations)
+      yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path))
+      assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations, "opening again runs nothing twice")
     }))
 
   it.effect("a file that is not a database fails the layer with CheckpointStoreError", () =>
@@ -169,7 +220,7 @@ describe("CheckpointStoreSqlite", () => {
       const path = freshPath()
       yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path))
       yield* SqlClient.SqlClient.pipe(
-        Effect.flatMap((sql) => sql`PRAGMA user_version = 99`),
+        Effect.flatMap((sql) => sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (99, 'future')`),
         Effect.provide(rawClient(path))
       )
       const error = yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path)).pipe(Effect.flip)
@@ -185,7 +236,7 @@ describe("CheckpointStoreSqlite", () => {
   it.effect("a database of schema version 1 with a checkpoint in it migrates, and the checkpoint loads", () =>
     Effect.gen(function*() {
       const path = freshPath()
-      createVersion1(path)
+      createLegacy(path, 1, sample)
       const store = yield* Effect.provide(CheckpointStore, yield* Layer.build(CheckpointStoreSqlite.layer(path)))
       const loaded = Option.getOrThrow(yield* store.load(sample.key))
       assert.deepStrictEqual(loaded, sample)
@@ -198,11 +249,51 @@ describe("CheckpointStoreSqlite", () => {
       }
       yield* store.save(verified)
       assert.deepStrictEqual(yield* store.load(sample.key), Option.some(verified))
-      const version = yield* SqlClient.SqlClient.pipe(
-        Effect.flatMap((sql) => sql<{ readonly user_version: number }>`PRAGMA user_version`),
-        Effect.provide(rawClient(path))
-      )
-      assert.deepStrictEqual(version, [{ user_version: 2 }])
+      assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations)
+    }).pipe(Effect.scoped))
+
+  it.effect("a database the user_version releases left at version 2 opens as it is: its checkpoint loads, saves land", () =>
+    Effect.gen(function*() {
+      const path = freshPath()
+      createLegacy(path, 2, verifiedSample)
+      const store = yield* Effect.provide(CheckpointStore, yield* Layer.build(CheckpointStoreSqlite.layer(path)))
+      assert.deepStrictEqual(yield* store.load(sample.key), Option.some(verifiedSample))
+      const next: Checkpoint = {
+        ...verifiedSample,
+        offset: verifiedSample.offset + 65_536,
+        updatedAt: sample.updatedAt + 1
+      }
+      yield* store.save(next)
+      assert.deepStrictEqual(yield* store.load(sample.key), Option.some(next))
+      const other = { source: "https://example.com/other.bin", destination: "/out/other.bin" }
+      yield* store.save({ ...sample, key: other })
+      assert.deepStrictEqual(yield* store.load(other), Option.some({ ...sample, key: other }))
+      yield* store.delete(other)
+      assert.deepStrictEqual(yield* store.load(other), Option.none())
+      assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations)
+      assert.strictEqual(yield* userVersion(path), 2, "the old bookkeeping is left as it was")
+      const reopened = yield* Effect.provide(CheckpointStore, yield* Layer.build(CheckpointStoreSqlite.layer(path)))
+      assert.deepStrictEqual(yield* reopened.load(sample.key), Option.some(next))
+    }).pipe(Effect.scoped))
+
+  it.live("stores opening one database at once migrate it once, and each of them works", () =>
+    Effect.gen(function*() {
+      for (const legacy of [undefined, 1, 2] as const) {
+        const path = freshPath()
+        if (legacy !== undefined) createLegacy(path, legacy, sample)
+        const contexts = yield* Effect.all(
+          Array.from({ length: 6 }, () => Layer.build(CheckpointStoreSqlite.layer(path))),
+          { concurrency: "unbounded" }
+        )
+        yield* Effect.forEach(contexts, (context, i) =>
+          Effect.gen(function*() {
+            const store = yield* Effect.provide(CheckpointStore, context)
+            const key = { source: `https://example.com/${i}.bin`, destination: `/out/${i}.bin` }
+            yield* store.save({ ...verifiedSample, key })
+            assert.deepStrictEqual(yield* store.load(key), Option.some({ ...verifiedSample, key }))
+          }), { concurrency: "unbounded", discard: true })
+        assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations, `from ${legacy ?? "nothing"}`)
+      }
     }).pipe(Effect.scoped))
 
   it.effect("a saved checkpoint that cannot be decoded fails load with one line that names --restart", () =>
@@ -284,7 +375,7 @@ describe("CheckpointStoreSqlite", () => {
   it.live("opening a database that needs migrating waits for the lock too, and gives up past the bound", () =>
     Effect.gen(function*() {
       const path = freshPath()
-      createVersion1(path)
+      createLegacy(path, 1, sample)
       const lock = yield* holdLock(path)
       const error = yield* Layer.build(CheckpointStoreSqlite.layer(path, { busyTimeoutMs: 500 })).pipe(Effect.flip)
       assert.deepStrictEqual(
@@ -300,6 +391,31 @@ describe("CheckpointStoreSqlite", () => {
       yield* lock.release
       const store = yield* Effect.provide(CheckpointStore, yield* Fiber.join(opening))
       assert.deepStrictEqual(yield* store.load(sample.key), Option.some(sample))
+    }).pipe(Effect.scoped))
+
+  it.live("a migration that meets another process's lock waits for it, and never opens a database half migrated", () =>
+    Effect.gen(function*() {
+      const path = freshPath()
+      createLegacy(path, 1, sample)
+      // As a release whose schema ended at migration 1 would have left it.
+      const db = new Database(path)
+      db.exec(`CREATE TABLE effect_sql_migrations (
+        migration_id integer PRIMARY KEY NOT NULL,
+        created_at datetime NOT NULL DEFAULT current_timestamp,
+        name VARCHAR(255) NOT NULL
+      )`)
+      db.prepare(`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (1, 'checkpoints')`).run()
+      db.close()
+      const lock = yield* holdLock(path)
+      const opening = yield* Effect.fork(Layer.build(CheckpointStoreSqlite.layer(path)))
+      yield* Effect.sleep("300 millis")
+      assert.isTrue(Option.isNone(yield* Fiber.poll(opening)), "opening waits while the lock is held")
+      yield* lock.release
+      const store = yield* Effect.provide(CheckpointStore, yield* Fiber.join(opening))
+      assert.deepStrictEqual(yield* store.load(sample.key), Option.some(sample))
+      yield* store.save(verifiedSample)
+      assert.deepStrictEqual(yield* store.load(sample.key), Option.some(verifiedSample))
+      assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations)
     }).pipe(Effect.scoped))
 
   it.effect("two stores on the same file see each other's saves", () =>

@@ -3,8 +3,10 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { ConfigProvider, Effect, Exit, FastCheck as fc, Scope } from "effect"
+import * as Net from "node:net"
 import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
-import { makeHttpSource, parseContentRange, parseRetryAfter } from "../../src/layers/sources/HttpSource.js"
+import { parseContentRange } from "../../src/layers/sources/HttpRanges.js"
+import { isRetryableStatus, makeHttpSource, parseRetryAfter } from "../../src/layers/sources/HttpSource.js"
 import { classify } from "../../src/layers/StreamRecoveryManagerLive.js"
 import type { SourceCursor } from "../../src/services/ByteSource.js"
 import type { RecordedRequest } from "../support/httpServer.js"
@@ -61,6 +63,31 @@ const readAll = (cursor: SourceCursor, sizes: ReadonlyArray<number>) =>
   })
 
 const body = randomBytes(1 * MiB, 7)
+
+// A TCP server on 127.0.0.1 that accepts connections and never answers, closed with the scope.
+const silentServer = Effect.gen(function*() {
+  const sockets = new Set<Net.Socket>()
+  let accepted = 0
+  const server = Net.createServer((socket) => {
+    accepted += 1
+    sockets.add(socket)
+    socket.on("close", () => sockets.delete(socket))
+  })
+  const port = yield* Effect.acquireRelease(
+    Effect.async<number>((resume) => {
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(Effect.succeed(address !== null && typeof address !== "string" ? address.port : 0))
+      })
+    }),
+    () =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  )
+  return { port, accepted: () => accepted }
+})
 
 layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (it) => {
   describe("ranged reads", () => {
@@ -318,6 +345,40 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         }
         assert.strictEqual(server.requests(), 2)
       }))
+    it.scoped("each hop goes to the URL its Location names, byte for byte", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const target = "/file?a=%20b&flag&c=~&d=%7e#fragment"
+        const cursor = yield* (yield* httpSource(server.url(`/redirect?to=${encodeURIComponent(target)}`))).readFrom(0)
+        assert.strictEqual((yield* cursor.pull(10)).byteLength, 10)
+        assert.strictEqual(server.requestLog()[1]!.path, "/file?a=%20b&flag&c=~&d=%7e")
+      }))
+
+    it.scoped("an empty or unreadable Location is a fatal BadRedirect", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        for (const location of ["", "http://user:s3cret@[bad/x"]) {
+          server.failNext(1, 307, { location })
+          const error = yield* Effect.flip((yield* httpSource(server.url())).readFrom(0))
+          if (error._tag !== "BadRedirect") return assert.fail(error._tag)
+          assert.include(error.reason, "unreadable Location")
+          assert.notInclude(error.reason, "s3cret")
+        }
+        assert.strictEqual(server.requests(), 2)
+      }))
+
+    it.scoped("a redirect to a server that never answers is bounded by the caller's timeout (the stall timeout)", () =>
+      Effect.gen(function*() {
+        const server = yield* makeTestServer({ body })
+        const silent = yield* silentServer
+        const url = server.url(`/redirect?to=${encodeURIComponent(`http://127.0.0.1:${silent.port}/file`)}`)
+        const source = yield* httpSource(url)
+        const error = yield* Effect.flip(Effect.scoped(source.readFrom(0)).pipe(
+          Effect.timeoutFail({ duration: "300 millis", onTimeout: () => "stalled" as const })
+        ))
+        assert.strictEqual(error, "stalled")
+        assert.strictEqual(silent.accepted(), 1, "the redirect was followed")
+      }))
   })
 
   describe("trace propagation", () => {
@@ -499,6 +560,14 @@ describe("header parsing", () => {
     assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/*`), { start, end, total: undefined })
     assert.isUndefined(parseContentRange(`bytes ${start}-${end}/${end}`))
   })
+
+  it.effect("408, 429 and every 5xx are worth another attempt; other statuses are not", () =>
+    Effect.sync(() => {
+      for (const status of [408, 429, 500, 502, 503, 504, 599]) assert.isTrue(isRetryableStatus(status), String(status))
+      for (const status of [200, 206, 302, 304, 400, 401, 403, 404, 412, 416, 600]) {
+        assert.isFalse(isRetryableStatus(status), String(status))
+      }
+    }))
 
   it.effect("unreadable Content-Range and Retry-After values are undefined", () =>
     Effect.sync(() => {

@@ -25,18 +25,23 @@ const exec = (statement: string, params: ReadonlyArray<unknown> = []) =>
   Effect.flatMap(PgClient.PgClient, (sql) => sql.unsafe<Record<string, unknown>>(statement, params))
 
 /** The database's clock, in milliseconds. */
-const dbNow = Effect.map(exec(`SELECT (extract(epoch FROM now()) * 1000)::float8 AS now`), (rows) => rows[0]!["now"] as number)
+const dbNow = Effect.map(
+  exec(`SELECT (extract(epoch FROM now()) * 1000)::float8 AS now`),
+  (rows) => rows[0]!["now"] as number
+)
 
 /** Empties the queue, so each test sees only its own jobs. */
 const clear = exec(`TRUNCATE jobs, checkpoints RESTART IDENTITY`)
 
 /** Lets the lease of `claim` run out now. */
-const expire = (claim: Claim) => exec(`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, [claim.job.id])
+const expire = (claim: Claim) =>
+  exec(`UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, [claim.job.id])
 
 /** Makes a backing-off job due now. */
 const due = (id: number) => exec(`UPDATE jobs SET available_at = now() WHERE id = $1`, [id])
 
-const claimOne = (worker: string) => Effect.flatMap(JobQueue, (queue) => queue.claim(worker)).pipe(Effect.map(Option.getOrThrow))
+const claimOne = (worker: string) =>
+  Effect.flatMap(JobQueue, (queue) => queue.claim(worker)).pipe(Effect.map(Option.getOrThrow))
 
 describe.skipIf(skipPostgres)("JobQueuePg", () => {
   layer(Env)((it) => {
@@ -59,7 +64,10 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         })
         assert.deepStrictEqual(yield* queue.get(job.id), job)
         yield* queue.enqueue("https://example.com/b.bin", "/out/b.bin")
-        assert.deepStrictEqual((yield* queue.list).map((j) => j.source), ["https://example.com/a.bin", "https://example.com/b.bin"])
+        assert.deepStrictEqual((yield* queue.list).map((j) => j.source), [
+          "https://example.com/a.bin",
+          "https://example.com/b.bin"
+        ])
         const unknown = yield* queue.get(999).pipe(Effect.flip)
         assert.instanceOf(unknown, UnknownJob)
         assert.strictEqual(unknown.message, "no job with id 999")
@@ -96,12 +104,16 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         const claimed: Array<Claim> = []
         const claimer = (worker: string) =>
           queue.claim(worker).pipe(
-            Effect.tap(Option.match({ onNone: () => Effect.void, onSome: (claim) => Effect.sync(() => claimed.push(claim)) })),
+            Effect.tap(
+              Option.match({ onNone: () => Effect.void, onSome: (claim) => Effect.sync(() => claimed.push(claim)) })
+            ),
             Effect.repeat({ while: Option.isSome })
           )
         // A claimer may find every remaining row locked by the others for a moment: sweep until empty.
         while (claimed.length < count) {
-          yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => `worker-${i}`), claimer, { concurrency: "unbounded" })
+          yield* Effect.forEach(Array.from({ length: 8 }, (_, i) => `worker-${i}`), claimer, {
+            concurrency: "unbounded"
+          })
         }
         const ids = claimed.map((c) => c.job.id)
         assert.strictEqual(new Set(ids).size, count, "each job claimed once")
@@ -132,7 +144,12 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
 
         const lost = new LeaseLost({ jobId: old.job.id, epoch: old.epoch })
         for (
-          const write of [queue.renew(old), queue.complete(old), queue.release(old), queue.fail(old, "boom", true)] as const
+          const write of [
+            queue.renew(old),
+            queue.complete(old),
+            queue.release(old),
+            queue.fail(old, "boom", true)
+          ] as const
         ) {
           const error = yield* Effect.flip(write as Effect.Effect<unknown, LeaseLost | QueueUnavailable>)
           assert.instanceOf(error, LeaseLost)
@@ -154,7 +171,9 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         yield* queue.complete(claim)
         assert.deepInclude(yield* queue.get(claim.job.id), { state: "done", owner: "worker-a", leaseExpiresAt: null })
         assert.instanceOf(yield* Effect.flip(queue.complete(claim)), LeaseLost)
-        yield* exec(`UPDATE jobs SET lease_expires_at = now() - interval '1 hour', available_at = now() - interval '1 hour'`)
+        yield* exec(
+          `UPDATE jobs SET lease_expires_at = now() - interval '1 hour', available_at = now() - interval '1 hour'`
+        )
         assert.isTrue(Option.isNone(yield* queue.claim("worker-b")))
       }))
 
@@ -225,7 +244,12 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         yield* queue.enqueue("/missing", "/out/missing")
         const claim = yield* claimOne("worker-a")
         const failed = yield* queue.fail(claim, "no such file: /missing", false)
-        assert.deepInclude(failed, { state: "failed", attempts: 1, lastError: "no such file: /missing", owner: "worker-a" })
+        assert.deepInclude(failed, {
+          state: "failed",
+          attempts: 1,
+          lastError: "no such file: /missing",
+          owner: "worker-a"
+        })
         yield* exec(`UPDATE jobs SET available_at = now() - interval '1 hour'`)
         assert.isTrue(Option.isNone(yield* queue.claim("worker-b")))
       }))
@@ -237,7 +261,12 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         yield* queue.enqueue("s", "/out/s")
         const claim = yield* claimOne("worker-a")
         yield* queue.release(claim)
-        assert.deepInclude(yield* queue.get(claim.job.id), { state: "queued", owner: null, attempts: 0, leaseExpiresAt: null })
+        assert.deepInclude(yield* queue.get(claim.job.id), {
+          state: "queued",
+          owner: null,
+          attempts: 0,
+          leaseExpiresAt: null
+        })
         const next = yield* claimOne("worker-b")
         assert.strictEqual(next.job.id, claim.job.id)
         assert.strictEqual(next.epoch, 2)
@@ -276,7 +305,9 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
 
     it.effect("a wrong password is QueueUnavailable, password redacted", () =>
       Effect.gen(function*() {
-        const error = yield* Effect.scoped(Layer.build(JobQueuePg.layer(wrongPasswordUrl(postgresUrl!)))).pipe(Effect.flip)
+        const error = yield* Effect.scoped(Layer.build(JobQueuePg.layer(wrongPasswordUrl(postgresUrl!)))).pipe(
+          Effect.flip
+        )
         assert.instanceOf(error, QueueUnavailable)
         assert.match(error.reason, /password authentication failed for user/)
         assert.include(error.database, ":***@")

@@ -34,7 +34,7 @@ describe("observability", () => {
       const names: Array<string> = []
       const read = yield* Effect.fork(recordingSpans(
         names,
-        Stream.runDrain(reader.read(source, { destination: "/out/observed.bin", checkpointEvery: 2 }))
+        Stream.runDrain(reader.read(source, { acknowledge: "on-pull", destination: "/out/observed.bin", checkpointEvery: 2 }))
       ))
       for (let i = 0; i < 100 && Option.isNone(yield* Fiber.poll(read)); i++) yield* TestClock.adjust("100 millis")
       yield* Fiber.join(read)

@@ -10,7 +10,7 @@ import * as NodePath from "node:path"
 import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
 import { makeHttpSource } from "../../src/layers/sources/HttpSource.js"
 import { TestStack } from "../../src/layers/Stacks.js"
-import { ByteSource, describeSource, redactText, redactUrl, SourceSpec } from "../../src/services/ByteSource.js"
+import { ByteSource, describeSource, redactText, redactUrl, redactUrlText, SourceSpec } from "../../src/services/ByteSource.js"
 import { StreamingReader } from "../../src/services/StreamingReader.js"
 import { runCli } from "../support/cli.js"
 import { tempDir, testBytes } from "../support/files.js"
@@ -103,6 +103,22 @@ describe("redactText", () => {
     }))
 })
 
+describe("redactUrlText", () => {
+  it.effect("redacts a URL of any scheme given as text, parsed or not, and leaves text without credentials as it is", () =>
+    Effect.sync(() => {
+      assert.strictEqual(redactUrlText("postgres://someone:hunter2@127.0.0.1:5432/jobs"), "postgres://***@127.0.0.1:5432/jobs")
+      assert.strictEqual(redactUrlText("postgres://u:s3cret@host:notaport/db"), "postgres://***@host:notaport/db")
+      assert.strictEqual(
+        redactUrlText("postgresql://db.example/jobs?sslmode=require&password=s3cret"),
+        "postgresql://db.example/jobs?sslmode=require&password=***"
+      )
+      assert.strictEqual(redactUrlText(secretUrl("http://h")), "http://***@h/file?X-Amz-Signature=***&token=***")
+      for (const plain of ["", "not a url", "HTTP://H/x?a=1", "postgres://host/db", "/tmp/some file.bin", "mailto:user@example.com"]) {
+        assert.strictEqual(redactUrlText(plain), plain)
+      }
+    }))
+})
+
 describe("checkpoint keys", () => {
   const source = (url: string) => makeHttpSource(HttpClient.make(() => Effect.die("unused")), new URL(url))
 
@@ -168,7 +184,7 @@ layer(SourcesLive, { excludeTestServices: true })("secrets in spans", (it) => {
       yield* Effect.gen(function*() {
         const sources = yield* ByteSource
         const reader = Context.get(yield* Layer.build(TestStack(Layer.succeed(ByteSource, sources))), StreamingReader)
-        const bytes = yield* Stream.runFold(reader.read(secretUrl(server.origin), { destination: "out" }), 0, (n, chunk) => n + chunk.byteLength)
+        const bytes = yield* Stream.runFold(reader.read(secretUrl(server.origin), { acknowledge: "on-pull", destination: "out" }), 0, (n, chunk) => n + chunk.byteLength)
         assert.strictEqual(bytes, 300 * 1024)
         server.failNext(1, 302, { location: secretUrl(other.origin) })
         const redirected = yield* Effect.scoped(Effect.flatMap(sources.open(secretUrl(server.origin)), (handle) =>
@@ -190,6 +206,29 @@ layer(SourcesLive, { excludeTestServices: true })("secrets in spans", (it) => {
       assert.strictEqual(server.requestLog()[0]!.headers.authorization, `Basic ${Buffer.from("user:s3cret").toString("base64")}`)
       assert.include(server.requestLog()[0]!.path, "X-Amz-Signature=abcdef123", "the server still gets the real URL")
       assert.include(other.requestLog()[0]!.path, "token=tok999")
+      assert.isUndefined(other.requestLog()[0]!.headers.authorization, "credentials stay with their origin")
+    }))
+})
+
+layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("secrets in the spans of redirects", (it) => {
+  it.scoped("every hop has its own request span naming its redacted URL", () =>
+    Effect.gen(function*() {
+      const server = yield* makeTestServer({ body: testBytes(1000, 5) })
+      const other = yield* makeTestServer({ body: testBytes(1000, 6) })
+      const recording = yield* recordingTracer
+      const client = yield* HttpClient.HttpClient
+      server.failNext(1, 302, { location: secretUrl(other.origin) })
+      const bytes = yield* Effect.scoped(
+        Effect.flatMap(makeHttpSource(client, new URL(secretUrl(server.origin))).readFrom(0), (cursor) => cursor.pull(10))
+      ).pipe(Effect.withTracer(recording.tracer))
+      assert.strictEqual(bytes.byteLength, 10)
+      const hops = recording.spans.filter((span) => span.name === "HttpSource.request")
+      assert.deepStrictEqual(hops.map((span) => [span.attributes.get("url.full"), span.attributes.get("http.response.status_code")]), [
+        [`http://127.0.0.1:${server.port}/file?X-Amz-Signature=***&token=***`, 302],
+        [`http://127.0.0.1:${other.port}/file?X-Amz-Signature=***&token=***`, 206]
+      ])
+      assertNoSecret(recording.dump(), "spans")
+      assert.notInclude(recording.dump(), Buffer.from("user:s3cret").toString("base64"), "spans")
       assert.isUndefined(other.requestLog()[0]!.headers.authorization, "credentials stay with their origin")
     }))
 })

@@ -1,5 +1,18 @@
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Exit, Fiber, HashSet, Layer, Logger, Metric, Option, Ref, Scope, SubscriptionRef, TestClock } from "effect"
+import {
+  Effect,
+  Exit,
+  Fiber,
+  HashSet,
+  Layer,
+  Logger,
+  Metric,
+  Option,
+  Ref,
+  Scope,
+  SubscriptionRef,
+  TestClock
+} from "effect"
 import type { Duration } from "effect"
 import * as ResourceCleanupManagerLive from "../../src/layers/ResourceCleanupManagerLive.js"
 import { BackpressureController } from "../../src/services/BackpressureController.js"
@@ -17,7 +30,11 @@ const registerIn = (
   log: Ref.Ref<ReadonlyArray<string>>,
   name: string,
   priority: number,
-  options: { readonly emergency?: boolean; readonly timeout?: Duration.DurationInput; readonly release?: Effect.Effect<void, unknown> } = {}
+  options: {
+    readonly emergency?: boolean
+    readonly timeout?: Duration.DurationInput
+    readonly release?: Effect.Effect<void, unknown>
+  } = {}
 ) =>
   ResourceCleanupManager.pipe(
     Effect.flatMap((manager) =>
@@ -36,7 +53,10 @@ const registerIn = (
 const failuresSince = (before: number) =>
   ResourceCleanupManager.pipe(Effect.flatMap((manager) => manager.failures), Effect.map((all) => all.slice(before)))
 
-const failureCount = ResourceCleanupManager.pipe(Effect.flatMap((manager) => manager.failures), Effect.map((all) => all.length))
+const failureCount = ResourceCleanupManager.pipe(
+  Effect.flatMap((manager) => manager.failures),
+  Effect.map((all) => all.length)
+)
 
 describe("ResourceCleanupManagerLive", () => {
   layer(ResourceCleanupManagerLive.layer)((it) => {
@@ -151,7 +171,7 @@ describe("ResourceCleanupManagerLive", () => {
         assert.strictEqual(countAfter - countBefore, 2)
       }))
 
-    it.effect("emergency release frees only emergency resources, in priority order, and only once", () =>
+    it.effect("emergency release frees the emergency resources of every scope, by priority across them, at each emergency", () =>
       Effect.gen(function*() {
         const manager = yield* ResourceCleanupManager
         const log = yield* makeLog
@@ -162,13 +182,38 @@ describe("ResourceCleanupManagerLive", () => {
         yield* registerIn(second, log, "idle-conn", 3, { emergency: true })
         yield* registerIn(first, log, "pool-high", 7, { emergency: true })
         yield* registerIn(second, log, "live-socket", 2, { emergency: false })
-        assert.strictEqual(yield* manager.emergencyRelease, 3)
+        assert.deepStrictEqual(yield* manager.emergencyRelease, ["pool-high", "idle-conn", "pool-low"])
         assert.deepStrictEqual(yield* Ref.get(log), ["pool-high", "idle-conn", "pool-low"])
-        assert.strictEqual(yield* manager.emergencyRelease, 0)
+        assert.deepStrictEqual(
+          yield* manager.emergencyRelease,
+          ["pool-high", "idle-conn", "pool-low"],
+          "they refill: release again"
+        )
+        yield* Ref.set(log, [])
         yield* Scope.close(first, Exit.void)
+        assert.deepStrictEqual(yield* Ref.get(log), ["pool-high", "live-file", "pool-low"])
+        assert.deepStrictEqual(yield* manager.emergencyRelease, ["idle-conn"], "a closed scope is gone")
         yield* Scope.close(second, Exit.void)
-        assert.deepStrictEqual(yield* Ref.get(log), ["pool-high", "idle-conn", "pool-low", "live-file", "live-socket"])
-        assert.strictEqual(yield* manager.emergencyRelease, 0)
+        assert.deepStrictEqual(yield* manager.emergencyRelease, [])
+      }))
+
+    it.effect("each emergency release is bounded by its timeout and a stuck one does not hold back the rest", () =>
+      Effect.gen(function*() {
+        const manager = yield* ResourceCleanupManager
+        const log = yield* makeLog
+        const before = yield* failureCount
+        const scope = yield* Scope.make()
+        yield* registerIn(scope, log, "stuck-pool", 9, { emergency: true, timeout: "1 second", release: Effect.never })
+        yield* registerIn(scope, log, "pool", 1, { emergency: true })
+        const releasing = yield* Effect.fork(manager.emergencyRelease)
+        yield* TestClock.adjust("999 millis")
+        assert.deepStrictEqual(yield* Ref.get(log), [])
+        yield* TestClock.adjust("1 millis")
+        assert.deepStrictEqual(yield* Fiber.join(releasing), ["stuck-pool", "pool"])
+        assert.deepStrictEqual(yield* Ref.get(log), ["pool"])
+        assert.deepStrictEqual(yield* failuresSince(before), [
+          new CleanupFailed({ resource: "stuck-pool", reason: "timed out after 1s" })
+        ])
       }))
 
     it.effect("resources are released when the scope closes after a failure", () =>
@@ -231,15 +276,19 @@ describe("ResourceCleanupManagerLive", () => {
 })
 
 describe("emergencyOnCriticalPressure", () => {
-  it.scoped("releases emergency resources when the pressure level turns critical, and only those", () =>
+  it.scoped("releases emergency resources each time the pressure level turns critical, and only those", () =>
     Effect.gen(function*() {
       const level = yield* SubscriptionRef.make<PressureLevel>("none")
-      const pressure = Layer.succeed(BackpressureController, BackpressureController.of({
-        level,
-        trackStream: Effect.void,
-        reportConsumer: () => Effect.void,
-        refresh: SubscriptionRef.get(level)
-      }))
+      const pressure = Layer.succeed(
+        BackpressureController,
+        BackpressureController.of({
+          level,
+          current: SubscriptionRef.get(level),
+          trackStream: Effect.void,
+          reportConsumer: () => Effect.void,
+          refresh: SubscriptionRef.get(level)
+        })
+      )
       const context = yield* Layer.build(
         ResourceCleanupManagerLive.emergencyOnCriticalPressure.pipe(
           Layer.provideMerge(ResourceCleanupManagerLive.layer),
@@ -256,7 +305,14 @@ describe("emergencyOnCriticalPressure", () => {
       yield* SubscriptionRef.set(level, "critical")
       yield* TestClock.adjust("10 millis")
       assert.deepStrictEqual(yield* Ref.get(log), ["buffers"])
+      yield* SubscriptionRef.set(level, "critical")
+      yield* TestClock.adjust("10 millis")
+      assert.deepStrictEqual(yield* Ref.get(log), ["buffers"], "staying critical is not a new emergency")
+      yield* SubscriptionRef.set(level, "high")
+      yield* SubscriptionRef.set(level, "critical")
+      yield* TestClock.adjust("10 millis")
+      assert.deepStrictEqual(yield* Ref.get(log), ["buffers", "buffers"], "turning critical again is")
       yield* Scope.close(scope, Exit.void)
-      assert.deepStrictEqual(yield* Ref.get(log), ["buffers", "socket"])
+      assert.deepStrictEqual(yield* Ref.get(log), ["buffers", "buffers", "socket", "buffers"])
     }))
 })

@@ -91,7 +91,11 @@ describe("feature flags: each one turns its part off", () => {
     Effect.gen(function*() {
       const interrupted = (context: Context.Context<StreamingReader | CheckpointStore>) =>
         Effect.gen(function*() {
-          yield* Context.get(context, StreamingReader).read(source, { destination, checkpointEvery: 1 }).pipe(
+          yield* Context.get(context, StreamingReader).read(source, {
+            acknowledge: "on-pull",
+            destination,
+            checkpointEvery: 1
+          }).pipe(
             Stream.take(3),
             Stream.runDrain
           )

@@ -37,6 +37,7 @@ const env = (bytes: Uint8Array, faults: ReadonlyArray<Fault>, options: FaultOpti
 const source = "https://objects.test/weak.bin"
 const destination = "/out/weak.bin"
 const options: ReadOptionsInput = {
+  acknowledge: "on-pull",
   destination,
   maxRetryDelayMs: 1_000,
   chunkSize: 32 * KiB,

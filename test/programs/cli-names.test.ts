@@ -4,7 +4,7 @@ import * as NodeFs from "node:fs"
 import * as Http from "node:http"
 import * as NodePath from "node:path"
 import { lockSuffix, partialSuffix } from "../../src/layers/FileDestination.js"
-import { maxNameBytes, outputName, outputNames } from "../../src/programs/cli.js"
+import { maxNameBytes, outputName, outputNames } from "../../src/layers/OutputNames.js"
 import { runCli } from "../support/cli.js"
 import { tempDir, testBytes, writeFile } from "../support/files.js"
 

@@ -41,7 +41,7 @@ describe("streaming-reader read (end to end)", () => {
       assert.isAtLeast(summary.chunks, Math.ceil(bytes.length / (256 * KiB)))
       assert.strictEqual(summary.resumedFrom, 0)
       assert.isAbove(summary.peakRssMb, 10)
-      assert.isAtLeast(summary.p95ChunkMs, 0)
+      assert.isAbove(summary.p95ChunkMs, 0, "chunk latencies were measured")
       assert.strictEqual(result.stderr, "")
     }))
 

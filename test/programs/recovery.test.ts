@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
@@ -75,13 +75,13 @@ describe("recovery through faults (end to end)", () => {
 
       server.configure({ dropAfter: undefined, stallAfter: 1 * MiB })
       const stalled = NodePath.join(dir, "stalled.bin")
-      const run = Effect.runFork(
+      const run = yield* Effect.fork(
         cli(["read", server.url(), "--out", stalled, "--stall-timeout", "1s", "--state", NodePath.join(dir, "s.db")])
       )
       yield* awaitRequests(server, server.requests() + 1)
       server.configure({ stallAfter: undefined })
-      const stalledResult = yield* Effect.promise(() => Effect.runPromise(run.await))
-      assert.isTrue(stalledResult._tag === "Success" && stalledResult.value.code === 0)
+      const stalledResult = yield* Fiber.join(run)
+      assert.strictEqual(stalledResult.code, 0, stalledResult.stderr)
       assert.isTrue(NodeFs.readFileSync(stalled).equals(Buffer.from(bytes)))
     }))
 

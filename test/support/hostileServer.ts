@@ -13,6 +13,7 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Net from "node:net"
+import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
 
 /** A seeded PRNG (mulberry32): the same seed draws the same numbers. */
 export const makePrng = (seed: number) => {
@@ -149,10 +150,10 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
         if (kind === "notFound") return finish("404", head(404, "Not Found", [["Content-Length", 0]]))
         if (kind === "redirect") return finish("302 to itself", head(302, "Found", [["Location", path], ["Content-Length", 0]]))
 
-        const range = /^bytes=(\d+)-$/.exec(request.headers["range"] ?? "")
-        const offset = range === null ? undefined : Number(range[1])
+        const range = parseRangeHeader(request.headers["range"])
+        const offset = range?.end === undefined ? range?.start : undefined
         if (kind === "status416") {
-          return finish(`416 */${size}`, head(416, "Range Not Satisfiable", [["Content-Range", `bytes */${size}`], ["Content-Length", 0]]))
+          return finish(`416 */${size}`, head(416, "Range Not Satisfiable", [["Content-Range", formatUnsatisfiedRange(size)], ["Content-Length", 0]]))
         }
         const ifRange = request.headers["if-range"]
         const tag = etag()
@@ -160,7 +161,7 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
           (ifRange.startsWith("\"") ? tag !== undefined && !tag.startsWith("W/") && ifRange === tag : ifRange === lastModified)
         const ranged = prng.chance(0.85) && offset !== undefined && ifRangeHolds
         if (ranged && offset >= size) {
-          return finish(`416 */${size} (at the end)`, head(416, "Range Not Satisfiable", [["Content-Range", `bytes */${size}`], ["Content-Length", 0]]))
+          return finish(`416 */${size} (at the end)`, head(416, "Range Not Satisfiable", [["Content-Range", formatUnsatisfiedRange(size)], ["Content-Length", 0]]))
         }
 
         // What is sent: object[start, start + length) (true bytes), framed as the headers say.
@@ -175,15 +176,16 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
           status = 206
           let claimStart = start
           let claimEnd = start + length - 1
-          let claimTotal: string = String(size)
+          let claimTotal: number | undefined = size
           const rangeLie = lie ? prng.pick({ missing: 1, start: 1, end: 2, unknown: 2, total: 1, none: 2 }) : "none"
           if (rangeLie === "start") claimStart = Math.max(0, start + prng.int(-1000, 1000))
           if (rangeLie === "end") claimEnd = start + prng.int(0, length - 1)
-          if (rangeLie === "unknown") claimTotal = "*"
-          if (rangeLie === "total") claimTotal = String(size + prng.int(1, 5000))
+          if (rangeLie === "unknown") claimTotal = undefined
+          if (rangeLie === "total") claimTotal = size + prng.int(1, 5000)
           if (claimEnd < claimStart) claimEnd = claimStart
-          if (rangeLie !== "missing") headers.push(["Content-Range", `bytes ${claimStart}-${claimEnd}/${claimTotal}`])
-          notes.push(`206 ${rangeLie === "missing" ? "no Content-Range" : `bytes ${claimStart}-${claimEnd}/${claimTotal}`} sending ${start}+${length}`)
+          const claimed = formatContentRange({ start: claimStart, end: claimEnd, total: claimTotal })
+          if (rangeLie !== "missing") headers.push(["Content-Range", claimed])
+          notes.push(`206 ${rangeLie === "missing" ? "no Content-Range" : claimed} sending ${start}+${length}`)
           // With the start claimed elsewhere, no byte may sit at a position it does not hold: send none.
           if (claimStart !== start) length = 0
         } else {

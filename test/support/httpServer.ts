@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import type { Socket } from "node:net"
-import { parseRangeHeader } from "../../src/programs/demoServer.js"
+import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
 
 /** How the data path (`/file`) answers; every field can be changed while the server runs. */
 export interface ServeOptions {
@@ -180,13 +180,17 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
         let end = size - 1
         if (rangeApplies) {
           if (range.start >= size) {
-            res.writeHead(416, { ...headers, "content-range": `bytes */${size}` })
+            res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
             return res.end()
           }
           status = 206
           start = range.start
           end = Math.min(range.end ?? size - 1, size - 1, start + (options.rangeCap ?? size) - 1)
-          headers["content-range"] = `bytes ${start + options.lieContentRange}-${end}/${options.unknownTotal ? "*" : size}`
+          headers["content-range"] = formatContentRange({
+            start: start + options.lieContentRange,
+            end,
+            total: options.unknownTotal ? undefined : size
+          })
         }
         let payload = body.subarray(start, end + 1)
         if (options.extraBytes > 0) {

@@ -25,7 +25,9 @@ if (skipPostgres) {
 }
 
 const requireUrl: Effect.Effect<string> = postgresUrl === undefined
-  ? Effect.dieMessage("STREAMING_READER_TEST_POSTGRES_URL is not set: CI must run the PostgreSQL tests (.ci/postgres.sh)")
+  ? Effect.dieMessage(
+    "STREAMING_READER_TEST_POSTGRES_URL is not set: CI must run the PostgreSQL tests (.ci/postgres.sh)"
+  )
   : Effect.succeed(postgresUrl)
 
 /** A connection to the database at `url` (no migrations), closed with the scope. */

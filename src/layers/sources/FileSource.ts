@@ -8,19 +8,23 @@ import { Effect } from "effect"
 import * as NodeFs from "node:fs"
 import type { SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
 import { AccessDenied, NotAFile, SourceNotFound, TransientReadError } from "../../services/ByteSource.js"
+import { failureKind, fileSystemReason } from "../SystemErrors.js"
 
+// A failure to stat or open the file as a typed error, by the kind of failure it is.
 const toSourceError = (path: string) => (error: PlatformError) => {
-  if (error._tag === "SystemError") {
-    switch (error.reason) {
-      case "NotFound":
-        return new SourceNotFound({ source: path })
-      case "PermissionDenied":
-        return new AccessDenied({ source: path })
-      case "BadResource":
-        return new NotAFile({ source: path, kind: "directory" })
-    }
+  switch (failureKind(error)) {
+    case "NotFound":
+      return new SourceNotFound({ source: path })
+    case "AccessDenied":
+      return new AccessDenied({ source: path })
+    case "IsDirectory":
+      return new NotAFile({ source: path, kind: "directory" })
+    case "Permanent":
+      return new NotAFile({ source: path, kind: fileSystemReason(error) })
+    case "Transient":
+    case undefined:
+      return new TransientReadError({ source: path, reason: fileSystemReason(error) })
   }
-  return new TransientReadError({ source: path, reason: error.message })
 }
 
 /**
@@ -38,7 +42,7 @@ const identityOf = (stats: NodeFs.Stats): SourceIdentity => ({
 const fstat = (fd: number, path: string) =>
   Effect.async<NodeFs.Stats, TransientReadError>((resume) => {
     NodeFs.fstat(fd, (error, stats) => {
-      if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: error.message })))
+      if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: fileSystemReason(error) })))
       else resume(Effect.succeed(stats))
     })
   })
@@ -52,7 +56,7 @@ const readAt = (fd: number, length: number, position: number, path: string, into
   Effect.async<Uint8Array, TransientReadError>((resume) => {
     const buffer = into ?? Buffer.allocUnsafeSlow(length)
     NodeFs.read(fd, buffer, 0, length, position, (error, bytesRead) => {
-      if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: error.message })))
+      if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: fileSystemReason(error) })))
       else resume(Effect.succeed(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
     })
   })
@@ -67,7 +71,7 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
     const handle: SourceHandle = {
       source: path,
       seekable: true,
-    canStall: false,
+      canStall: false,
       readFrom: (offset) =>
         Effect.gen(function*() {
           const identity = identityOf(yield* fstat(fd, path))

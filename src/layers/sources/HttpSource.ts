@@ -1,6 +1,7 @@
 /**
  * HttpSource: the HTTP(S) part of `ByteSource`. One ranged GET per attempt
- * (`Range: bytes=<offset>-`), its body sliced or joined into the sizes the caller pulls.
+ * (`Range: bytes=<offset>-`), redirects followed by the platform's `HttpClient.followRedirects`,
+ * its body sliced or joined into the sizes the caller pulls.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
@@ -21,10 +22,16 @@ import {
   TransientReadError
 } from "../../services/ByteSource.js"
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
+import { networkReason, systemFailure } from "../SystemErrors.js"
+import { parseContentLength, parseContentRange, parseUnsatisfiedRange, rangeFrom } from "./HttpRanges.js"
 import { rechunk } from "./rechunk.js"
 
 /** Redirects followed per attempt; one more is a `BadRedirect`. */
 export const maxRedirects = 5
+
+/** Whether an HTTP status is worth another attempt: 408 Request Timeout, 429 Too Many Requests and every 5xx. */
+export const isRetryableStatus = (status: number): boolean =>
+  status === 408 || status === 429 || (status >= 500 && status <= 599)
 
 /** How an HTTP source behaves beyond the URL. */
 export interface HttpSourceOptions {
@@ -67,8 +74,10 @@ export const makeHttpSource = (
       ? new InvalidUrl({ input: source, reason: "not a valid request URL" })
       : networkError(source, error.cause)
 
-  // One request, in a span that names the redacted URL; the trace context goes only to the first
-  // URL's origin. The span ends with no value (a response holds the full URL and the credentials).
+  // One request, in a span that names the redacted URL. Credentials (the URL's user information,
+  // as Basic auth) and the trace context go only to the first URL's origin, so they are added
+  // here, per hop, and never to the request `followRedirects` copies from hop to hop. The span
+  // ends with no value (a response holds the full URL and the credentials).
   const send = (target: URL, headers: Readonly<Record<string, string>>, hopScope: Scope.Scope) =>
     Effect.suspend(() => {
       let response: HttpClientResponse.HttpClientResponse | undefined
@@ -92,65 +101,83 @@ export const makeHttpSource = (
       ).pipe(Effect.map(() => response!))
     })
 
-  // One hop of the redirect chain in its own child scope, so a redirect answer is aborted
-  // as soon as the next hop starts, while the final answer lives as long as the attempt.
-  const execute = (
-    scope: Scope.Scope,
-    target: URL,
-    headers: Readonly<Record<string, string>>,
-    redirects: number
-  ): Effect.Effect<
-    { readonly response: HttpClientResponse.HttpClientResponse; readonly hopScope: Scope.CloseableScope },
-    SourceError
-  > =>
-    Effect.gen(function*() {
-      const hopScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      const response = yield* send(target, headers, hopScope).pipe(
-        Effect.onError(() => Scope.close(hopScope, Exit.void))
-      )
-      const location = response.headers["location"]
-      if (!redirectStatuses.has(response.status) || location === undefined) return { response, hopScope }
-      yield* Scope.close(hopScope, Exit.void)
-      if (redirects >= maxRedirects) {
-        return yield* new BadRedirect({ source, reason: `too many redirects (more than ${maxRedirects})` })
-      }
-      const next = parseRedirect(location, target)
-      if (next === undefined) {
-        return yield* new BadRedirect({
-          source,
-          reason: `unreadable Location ${JSON.stringify(shorten(redactText(location)))}`
-        })
-      }
-      if (next.protocol !== "http:" && next.protocol !== "https:") {
-        return yield* new BadRedirect({
-          source,
-          reason: `redirect to a non-HTTP URL refused: ${shorten(redactUrl(next))}`
-        })
-      }
-      return yield* execute(scope, withoutCredentials(next), headers, redirects + 1)
-    })
+  // The client of one attempt: `followRedirects` follows each 3xx with a Location and counts the
+  // hops; each hop runs in its own child of the answer's scope, so a redirect answer is aborted
+  // as soon as its headers are read. Three checks stay here, as `followRedirects` does not make
+  // them: a 3xx that is no redirect (a 304, a 300) fails as its status; a Location that does not
+  // parse (a defect there) or leads to another scheme (a request error there) is a typed
+  // `BadRedirect`; and each hop goes to `target`, the exact URL its Location resolved to, because
+  // `followRedirects` rebuilds that URL through `UrlParams`, which re-encodes the query
+  // (`a=%20b&flag` becomes `a=+b&flag=`) and so would break a signed URL.
+  const attemptClient = (): HttpClient.HttpClient.With<SourceError, Scope.Scope> => {
+    let target = requestUrl
+    const hop = (
+      request: HttpClientRequest.HttpClientRequest
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, SourceError, Scope.Scope> =>
+      Effect.gen(function*() {
+        const hopScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        const response = yield* send(target, request.headers, hopScope).pipe(
+          Effect.onError(() => Scope.close(hopScope, Exit.void))
+        )
+        const location = response.headers["location"]
+        if (response.status < 300 || response.status >= 400 || location === undefined) return response
+        yield* Scope.close(hopScope, Exit.void)
+        if (!redirectStatuses.has(response.status)) return yield* statusError(response)
+        target = yield* redirectTarget(source, location, target)
+        return response
+      })
+    return HttpClient.followRedirects(
+      HttpClient.makeWith<never, never, SourceError, Scope.Scope>(
+        (request) => Effect.flatMap(request, hop),
+        Effect.succeed
+      ),
+      maxRedirects
+    )
+  }
 
   const readFrom = Effect.fn("HttpSource.readFrom")(function*(offset: number, expected?: SourceIdentity) {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       return yield* Effect.dieMessage(`HttpSource.readFrom: offset must be a non-negative integer, got ${offset}`)
     }
     const headers: Record<string, string> = {
-      "range": `bytes=${offset}-`,
+      "range": rangeFrom(offset),
       "accept-encoding": "identity"
     }
     const ifRange = expected === undefined ? undefined : ifRangeValidator(expected)
     if (ifRange !== undefined) headers["if-range"] = ifRange
 
-    const scope = yield* Effect.scope
-    const { hopScope, response } = yield* execute(scope, requestUrl, headers, 0)
-    return yield* interpret(source, response, hopScope, offset, expected, statusError).pipe(
-      Effect.onError(() => Scope.close(hopScope, Exit.void))
-    )
+    const answerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    return yield* Effect.gen(function*() {
+      const response = yield* attemptClient().execute(HttpClientRequest.get(requestUrl.href, { headers })).pipe(
+        Scope.extend(answerScope)
+      )
+      // Every redirect a hop let through is followed, unless `followRedirects` ran out of hops.
+      if (redirectStatuses.has(response.status) && response.headers["location"] !== undefined) {
+        return yield* new BadRedirect({ source, reason: `too many redirects (more than ${maxRedirects})` })
+      }
+      return yield* interpret(source, response, answerScope, offset, expected, statusError)
+    }).pipe(Effect.onError(() => Scope.close(answerScope, Exit.void)))
   })
 
   return source === url.href
     ? { source, seekable: true, canStall: true, readFrom }
     : { source, checkpointKey: checkpointKeyOf(source, url), seekable: true, canStall: true, readFrom }
+}
+
+// The URL a redirect leads to, refused as a `BadRedirect` when it is unreadable or not http(s).
+const redirectTarget = (source: string, location: string, base: URL): Effect.Effect<URL, BadRedirect> => {
+  const next = location === "" ? undefined : parseRedirect(location, base)
+  if (next === undefined) {
+    return Effect.fail(
+      new BadRedirect({ source, reason: `unreadable Location ${JSON.stringify(shorten(redactText(location)))}` })
+    )
+  }
+  if (next.protocol !== "http:" && next.protocol !== "https:") {
+    return Effect.fail(
+      new BadRedirect({ source, reason: `redirect to a non-HTTP URL refused: ${shorten(redactUrl(next))}` })
+    )
+  }
+  return Effect.succeed(withoutCredentials(next))
 }
 
 /** The checkpoint key of a URL whose printable name hides something: that name and a short hash of the full URL. */
@@ -219,7 +246,7 @@ const interpret = (
     }
 
     if (status >= 200 && status < 300) {
-      const length = parseLength(headers["content-length"])
+      const length = parseContentLength(headers["content-length"])
       const identity = length === undefined ? tags : { size: length, ...tags }
       if (length !== undefined && length < offset) yield* pastTheEnd(source, offset, length, expected, identity)
       const pull = yield* Stream.toPull(response.stream).pipe(Scope.extend(hopScope))
@@ -347,33 +374,6 @@ const makeCursor = (
   }
 }
 
-/** `Content-Range: bytes a-b/total` (total may be `*`); `undefined` when it is anything else. */
-export const parseContentRange = (
-  header: string | undefined
-): { readonly start: number; readonly end: number; readonly total: number | undefined } | undefined => {
-  if (header === undefined) return undefined
-  const match = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(header.trim())
-  if (match === null) return undefined
-  const start = Number(match[1])
-  const end = Number(match[2])
-  const total = match[3] === "*" ? undefined : Number(match[3])
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || end < start) return undefined
-  if (total !== undefined && (!Number.isSafeInteger(total) || end >= total)) return undefined
-  return { start, end, total }
-}
-
-const parseUnsatisfiedRange = (header: string | undefined): number | undefined => {
-  if (header === undefined) return undefined
-  const match = /^bytes\s+\*\/(\d+)$/i.exec(header.trim())
-  return match === null ? undefined : parseLength(match[1])
-}
-
-const parseLength = (value: string | undefined): number | undefined => {
-  if (value === undefined || !/^\d+$/.test(value.trim())) return undefined
-  const n = Number(value.trim())
-  return Number.isSafeInteger(n) ? n : undefined
-}
-
 /** `Retry-After` (delta-seconds or an HTTP-date) in milliseconds from `now`; `undefined` when absent or unreadable. */
 export const parseRetryAfter = (value: string | undefined, now: number): number | undefined => {
   if (value === undefined) return undefined
@@ -430,53 +430,9 @@ const basicAuthorization = (url: URL): string | undefined => {
   return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`
 }
 
-const reasons: Readonly<Record<string, string>> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  ECONNABORTED: "connection aborted",
-  EPIPE: "connection closed",
-  UND_ERR_SOCKET: "connection closed",
-  UND_ERR_CLOSED: "connection closed",
-  UND_ERR_ABORTED: "request aborted",
-  ABORT_ERR: "request aborted",
-  ETIMEDOUT: "timed out",
-  UND_ERR_CONNECT_TIMEOUT: "connect timed out",
-  UND_ERR_HEADERS_TIMEOUT: "timed out waiting for headers",
-  UND_ERR_BODY_TIMEOUT: "timed out waiting for the body",
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "body length differs from Content-Length",
-  EHOSTUNREACH: "host unreachable",
-  ENETUNREACH: "network unreachable",
-  ENETDOWN: "network down",
-  EAI_AGAIN: "DNS lookup failed"
-}
-
-// The first `code` in an error's cause chain (and an AggregateError's errors).
-const errorCode = (error: unknown, depth = 0): string | undefined => {
-  if (typeof error !== "object" || error === null || depth > 5) return undefined
-  const code = (error as { readonly code?: unknown }).code
-  if (typeof code === "string" && code !== "") return code
-  const errors = (error as { readonly errors?: unknown }).errors
-  if (Array.isArray(errors)) {
-    for (const inner of errors) {
-      const found = errorCode(inner, depth + 1)
-      if (found !== undefined) return found
-    }
-  }
-  return errorCode((error as { readonly cause?: unknown }).cause, depth + 1)
-}
-
-// A short, credential-free reason for a network failure; never the raw message.
-const networkError = (source: string, cause: unknown): TransientReadError | SourceNotFound => {
-  const code = errorCode(cause)
-  if (code === "ENOTFOUND") return new SourceNotFound({ source })
-  const name = typeof cause === "object" && cause !== null && "name" in cause ? String(cause.name) : "unknown"
-  return new TransientReadError({ source, reason: describeFailure(code, name) })
-}
-
-const describeFailure = (code: string | undefined, name: string): string => {
-  if (code !== undefined && reasons[code] !== undefined) return reasons[code]
-  if (name === "HTTPParserError" || code?.startsWith("HPE_")) return "invalid HTTP response"
-  if (name === "AbortError") return "request aborted"
-  if (code?.startsWith("ERR_TLS") || code?.includes("CERT")) return `TLS failure (${code})`
-  return `network error (${code ?? name})`
-}
+// A network failure as a typed error: a host that does not exist is not found, anything else
+// is worth another attempt; its reason is short and credential-free, never the raw message.
+const networkError = (source: string, cause: unknown): TransientReadError | SourceNotFound =>
+  systemFailure(cause)?.kind === "NotFound"
+    ? new SourceNotFound({ source })
+    : new TransientReadError({ source, reason: networkReason(cause) })

@@ -9,6 +9,7 @@ import type { Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import type { Socket } from "node:net"
+import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../layers/sources/HttpRanges.js"
 
 /** Bytes in one generated block; each block is computed from its index alone. */
 export const blockSize = 64 * 1024
@@ -116,18 +117,6 @@ const hashObject = (seed: number, size: number): Effect.Effect<string> =>
     return hash.digest("hex")
   })
 
-/** Parses a `Range: bytes=start-[end]` request header (one range); `undefined` when absent or not of that form. */
-export const parseRangeHeader = (
-  header: string | undefined
-): { readonly start: number; readonly end: number | undefined } | undefined => {
-  if (header === undefined) return undefined
-  const match = /^bytes=(\d+)-(\d*)$/.exec(header.trim())
-  if (match === null) return undefined
-  const start = Number(match[1])
-  const end = match[2] === "" ? undefined : Number(match[2])
-  return end !== undefined && end < start ? undefined : { start, end }
-}
-
 /** Serves the object on 127.0.0.1 (a free port) until the scope closes; closing destroys every socket. */
 export const makeDemoServer = (options: DemoServerOptions = {}): Effect.Effect<DemoServer, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -191,13 +180,13 @@ export const makeDemoServer = (options: DemoServerOptions = {}): Effect.Effect<D
       let end = size
       if (rangeApplies) {
         if (range.start >= size) {
-          res.writeHead(416, { ...headers, "content-range": `bytes */${size}` })
+          res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
           return res.end()
         }
         status = 206
         start = range.start
         end = Math.min(range.end === undefined ? size : range.end + 1, size)
-        headers["content-range"] = `bytes ${start}-${end - 1}/${size}`
+        headers["content-range"] = formatContentRange({ start, end: end - 1, total: size })
       }
       const unavailableIndex = pendingUnavailable.findIndex((offset) => start >= offset)
       if (unavailableIndex !== -1) {

@@ -1,0 +1,169 @@
+/**
+ * Acknowledgement and checkpoints: the consumer says which bytes it has durably handled, and
+ * only those are ever checkpointed. A checkpoint is saved once `checkpointEvery` chunks have
+ * been acknowledged since the last one, when the read stops part-way, and is deleted once every
+ * byte of a finished read is acknowledged.
+ */
+import type { Hash } from "node:crypto"
+import { Clock, Effect } from "effect"
+import type { SourceIdentity } from "../../services/ByteSource.js"
+import type { CheckpointKey, CheckpointStoreError, CheckpointStoreShape, OutputCheck } from "../../services/CheckpointStore.js"
+import type { ReadStart } from "../../services/StreamingReader.js"
+
+/** The acknowledgements of one read. */
+export interface Acknowledgements {
+  /** Bytes handed to the consumer: the end of the last chunk emitted. */
+  readonly emitted: () => number
+  /** Every byte before this offset is acknowledged. */
+  readonly acknowledged: () => number
+  /**
+   * Records a chunk handed to the consumer. `hashBefore` is the source's prefix digest before
+   * it, kept for a source without a strong validator, so a checkpoint inside it has its digest.
+   */
+  readonly emit: (bytes: Uint8Array, hashBefore: Hash | undefined) => void
+  /** See `ReadSession.acknowledge`. */
+  readonly acknowledge: (end: number, output?: OutputCheck) => Effect.Effect<void, CheckpointStoreError>
+  /** See `ReadSession.checkpointDue`. */
+  readonly checkpointDue: (end: number) => boolean
+  /** Saves a checkpoint of what is acknowledged, when it moved since the last one (or `output` is new). */
+  readonly checkpoint: (output?: OutputCheck) => Effect.Effect<void, CheckpointStoreError>
+  /** The source has no more bytes: the checkpoint goes once all of them are acknowledged. */
+  readonly finish: Effect.Effect<void, CheckpointStoreError>
+  /** Where a later read resumes. */
+  readonly resumePoint: () => ReadStart
+}
+
+/** What the acknowledgements of a read need. */
+export interface AcknowledgementsContext {
+  readonly store: CheckpointStoreShape
+  /** Where checkpoints are kept; none when `undefined`. */
+  readonly key: CheckpointKey | undefined
+  readonly checkpointEvery: number
+  readonly startOffset: number
+  /** The sha256 of the source's first `startOffset` bytes, for a source without a strong validator. */
+  readonly startPrefixSha256: string | undefined
+  /** The version of the source being read. */
+  readonly identity: () => SourceIdentity | undefined
+  /** The size of the last chunk read, recorded to start a resume with. */
+  readonly chunkSize: () => number
+}
+
+/** A chunk emitted but not yet acknowledged whole, kept for its prefix digest. */
+interface HashedChunk {
+  readonly offset: number
+  readonly bytes: Uint8Array
+  readonly hashBefore: Hash
+}
+
+/** Makes the acknowledgements of one read. */
+export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowledgements => {
+  const { key, store } = context
+  let emitted = context.startOffset
+  let acknowledged = context.startOffset
+  let savedOffset = context.startOffset
+  let savedOutput: OutputCheck | undefined
+  const startPrefix = context.startPrefixSha256
+  /** The ends of the chunks emitted and not yet acknowledged whole, oldest first from `head`. */
+  let ends: Array<number> = []
+  let hashed: Array<HashedChunk | undefined> = []
+  let head = 0
+  let sinceCheckpoint = 0
+  /** The chunk the acknowledged offset falls in or ends, for a prefix digest there. */
+  let acknowledgedChunk: HashedChunk | undefined
+  let finished = false
+  let complete = false
+
+  const prefixSha256 = (): string | undefined => {
+    const chunk = acknowledgedChunk
+    if (chunk === undefined) return startPrefix
+    return chunk.hashBefore.copy().update(chunk.bytes.subarray(0, acknowledged - chunk.offset)).digest("hex")
+  }
+
+  const save = (output: OutputCheck | undefined) =>
+    Effect.suspend(() => {
+      const identity = context.identity()
+      if (key === undefined || identity === undefined || complete) return Effect.void
+      const offset = acknowledged
+      const prefix = prefixSha256()
+      return Effect.flatMap(Clock.currentTimeMillis, (updatedAt) =>
+        store.save({
+          key,
+          offset,
+          identity,
+          chunkSize: context.chunkSize(),
+          updatedAt,
+          ...(output === undefined ? {} : { output }),
+          ...(prefix === undefined ? {} : { prefixSha256: prefix })
+        })).pipe(
+          Effect.tap(() => {
+            savedOffset = offset
+            savedOutput = output
+            sinceCheckpoint = 0
+          }),
+          Effect.withSpan("StreamingReader.checkpoint", { attributes: { offset } })
+        )
+    })
+
+  /** Every byte of a finished read is acknowledged: its checkpoint is no longer needed. */
+  const completeIfDone = Effect.suspend(() => {
+    if (!finished || complete || acknowledged < emitted) return Effect.void
+    complete = true
+    return key === undefined ? Effect.void : store.delete(key)
+  })
+
+  const chunksEndingBy = (end: number): number => {
+    let count = 0
+    for (let index = head; index < ends.length && ends[index]! <= end; index++) count++
+    return count
+  }
+
+  return {
+    emitted: () => emitted,
+    acknowledged: () => acknowledged,
+    emit: (bytes, hashBefore) => {
+      if (hashBefore !== undefined) {
+        while (hashed.length < ends.length) hashed.push(undefined)
+        hashed.push({ offset: emitted, bytes, hashBefore })
+      }
+      emitted += bytes.length
+      ends.push(emitted)
+    },
+    checkpointDue: (end) => key !== undefined && end > acknowledged && sinceCheckpoint + chunksEndingBy(end) >= context.checkpointEvery,
+    acknowledge: (end, output) =>
+      Effect.suspend(() => {
+        if (end <= acknowledged) return Effect.void
+        if (end > emitted) {
+          return Effect.dieMessage(`acknowledged offset ${end} is past the ${emitted} bytes emitted`)
+        }
+        while (head < ends.length && ends[head]! <= end) {
+          acknowledgedChunk = hashed[head] ?? acknowledgedChunk
+          head++
+          sinceCheckpoint++
+        }
+        if (head < hashed.length && hashed[head] !== undefined && hashed[head]!.offset < end) acknowledgedChunk = hashed[head]
+        if (head > 1024 && head * 2 > ends.length) {
+          ends = ends.slice(head)
+          hashed = hashed.slice(head)
+          head = 0
+        }
+        acknowledged = end
+        if (finished && acknowledged === emitted) return completeIfDone
+        return key !== undefined && sinceCheckpoint >= context.checkpointEvery ? save(output) : Effect.void
+      }),
+    checkpoint: (output) =>
+      Effect.suspend(() => acknowledged === savedOffset && (output === undefined || output === savedOutput) ? Effect.void : save(output)),
+    finish: Effect.suspend(() => {
+      finished = true
+      return completeIfDone
+    }),
+    resumePoint: () => {
+      const identity = context.identity()
+      const prefix = prefixSha256()
+      return {
+        offset: acknowledged,
+        ...(identity === undefined ? {} : { identity }),
+        ...(prefix === undefined ? {} : { prefixSha256: prefix })
+      }
+    }
+  }
+}
