@@ -5,6 +5,9 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    pool: "forks"
+    pool: "forks",
+    // Most test files wait on child processes and sockets, not the CPU: three at once on two cores.
+    maxWorkers: 3,
+    minWorkers: 1
   }
 })

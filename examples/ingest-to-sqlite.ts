@@ -122,7 +122,9 @@ const parseRecord = (bytes: Uint8Array, offset: number): RecordRow | undefined |
   const [id, name, amount] = fields as [string, string, string]
   if (!idPattern.test(id)) return new MalformedRecord({ offset, reason: `id ${JSON.stringify(id)} is not an integer` })
   const match = amountPattern.exec(amount)
-  if (match === null) return new MalformedRecord({ offset, reason: `amount ${JSON.stringify(amount)} is not a decimal` })
+  if (match === null) {
+    return new MalformedRecord({ offset, reason: `amount ${JSON.stringify(amount)} is not a decimal` })
+  }
   const cents = Number(match[2]) * 100 + Number((match[3] ?? "").padEnd(2, "0"))
   return { source_offset: offset, id: Number(id), name, amount_cents: match[1] === "-" ? -cents : cents }
 }
@@ -162,7 +164,10 @@ const ingest = Effect.fn("ingest")(function*(options: IngestOptions) {
   // Checked before the read opens, so a refused source leaves no checkpoint behind; claimed
   // once it opened, so a source that cannot be read (a typo) does not claim the database.
   const name = sourceName(options.source)
-  const claimedBy = Effect.map(sql<{ readonly source: string }>`SELECT source FROM ingest_source`, (rows) => rows[0]?.source)
+  const claimedBy = Effect.map(
+    sql<{ readonly source: string }>`SELECT source FROM ingest_source`,
+    (rows) => rows[0]?.source
+  )
   const refuseOther = (holds: string | undefined) =>
     holds === undefined || holds === name
       ? Effect.void
@@ -195,7 +200,8 @@ const ingest = Effect.fn("ingest")(function*(options: IngestOptions) {
         (changed, slice) =>
           Effect.map(
             sql`INSERT INTO records ${sql.insert(slice)} ON CONFLICT (source_offset) DO NOTHING`.raw,
-            (result) => changed + changesOf(result)
+            (result) =>
+              changed + changesOf(result)
           )
       )
     )

@@ -24,7 +24,16 @@ describe("package", () => {
   it.effect("npm pack ships the build, the bin, the README and no sources or tests", () =>
     Effect.gen(function*() {
       const files = yield* packedFiles
-      for (const file of ["dist/index.js", "dist/index.d.ts", "dist/programs/main.js", "bin/streaming-reader.js", "README.md", "package.json"]) {
+      for (
+        const file of [
+          "dist/index.js",
+          "dist/index.d.ts",
+          "dist/programs/main.js",
+          "bin/streaming-reader.js",
+          "README.md",
+          "package.json"
+        ]
+      ) {
         assert.include(files, file)
       }
       assert.deepStrictEqual(files.filter((file) => file.startsWith("src/") || file.startsWith("test/")), [])

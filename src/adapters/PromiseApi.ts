@@ -97,14 +97,21 @@ export const createReader = (options: CreateReaderOptions = {}): Reader => {
   let closed: Promise<void> | undefined
 
   const stream = (source: SourceInput, readOptions: ReadOptionsInput): Stream.Stream<Uint8Array, ReadFailure> =>
-    Stream.unwrap(Effect.suspend((): Effect.Effect<Stream.Stream<Uint8Array, ReadError>, ReadFailure> =>
-      closed !== undefined
-        ? Effect.fail(new ReaderClosed())
-        : Effect.map(
-          runtime.runtimeEffect,
-          (rt) => Context.get(rt.context, StreamingReader).read(source, { acknowledge: "on-pull", ...readOptions, reuseBuffers: false })
-        )
-    )).pipe(Stream.interruptWhen(Deferred.await(closing)))
+    Stream.unwrap(
+      Effect.suspend((): Effect.Effect<Stream.Stream<Uint8Array, ReadError>, ReadFailure> =>
+        closed !== undefined
+          ? Effect.fail(new ReaderClosed())
+          : Effect.map(
+            runtime.runtimeEffect,
+            (rt) =>
+              Context.get(rt.context, StreamingReader).read(source, {
+                acknowledge: "on-pull",
+                ...readOptions,
+                reuseBuffers: false
+              })
+          )
+      )
+    ).pipe(Stream.interruptWhen(Deferred.await(closing)))
 
   const read = (source: SourceInput, readOptions: ReadOptionsInput = {}): ReadResult => ({
     [Symbol.asyncIterator]: () => Stream.toAsyncIterable(stream(source, readOptions))[Symbol.asyncIterator](),

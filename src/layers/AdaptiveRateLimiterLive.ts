@@ -32,8 +32,7 @@ export const grantMs = 250
 export const minBurst = 4 * KiB
 
 /** The share of the configured rate allowed at each pressure level. */
-export const pressureFactor = (level: PressureLevel): number =>
-  level === "critical" ? 0.25 : level === "high" ? 0.5 : 1
+export const pressureFactor = (level: PressureLevel): number => level === "critical" ? 0.25 : level === "high" ? 0.5 : 1
 
 /**
  * One token bucket. Tokens may go negative: a take reserves its grant at once and waits until the
@@ -73,7 +72,9 @@ const makeBucket = (bytesPerSecond: number): Bucket => {
 const isUnlimited = (rate: number | undefined): rate is undefined => rate === undefined || rate === Infinity
 
 const invalidRate = (name: string, rate: number | undefined) =>
-  !isUnlimited(rate) && !(rate > 0) ? Effect.dieMessage(`AdaptiveRateLimiter: ${name} must be positive, got ${rate}`) : Effect.void
+  !isUnlimited(rate) && !(rate > 0)
+    ? Effect.dieMessage(`AdaptiveRateLimiter: ${name} must be positive, got ${rate}`)
+    : Effect.void
 
 /**
  * A rate limiter whose rates follow the BackpressureController's level (x0.5 high, x0.25 critical).

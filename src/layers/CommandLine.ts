@@ -93,4 +93,3 @@ export const parseDurationMs = (text: string): number | undefined => {
     onSome: (duration) => Duration.isFinite(duration) ? Math.round(Duration.toMillis(duration)) : undefined
   })
 }
-

@@ -155,7 +155,13 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
       const bars = showProgress ? makeBars() : undefined
       const bar = bars === undefined ? undefined : makeProgress(bars)
       const progress = onCross === undefined ? bar : watchProgress(bar, interruptAt, onCross)
-      return copyToFile({ source: server.url, out, options: readOptions, hash: true, ...(progress === undefined ? {} : { progress }) })
+      return copyToFile({
+        source: server.url,
+        out,
+        options: readOptions,
+        hash: true,
+        ...(progress === undefined ? {} : { progress })
+      })
         .pipe(Effect.ensuring(Effect.sync(() => bars?.stop())))
     })
 
@@ -208,7 +214,9 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
   yield* Console.log("report")
   yield* Console.log(`  bytes          ${report.bytes} (${formatSize(report.bytes)})`)
   yield* Console.log(
-    `  throughput     ${report.mbPerSec} MB/s (${formatSize(stats.bytes)} read in ${seconds(wallMs)}, fault waits included)`
+    `  throughput     ${report.mbPerSec} MB/s (${formatSize(stats.bytes)} read in ${
+      seconds(wallMs)
+    }, fault waits included)`
   )
   yield* Console.log(
     `  chunk sizes    mean ${formatSize(report.meanChunkBytes)}, max ${formatSize(report.maxChunkBytes)} ` +
@@ -223,4 +231,3 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
   if (!matches) yield* Console.log(`  expected       ${expectedSha256}`)
   return report
 }, Effect.scoped)
-

@@ -169,7 +169,7 @@ export const makeDemoServer = (options: DemoServerOptions = {}): Effect.Effect<D
       const headers: Record<string, string | number> = {
         "content-type": "application/octet-stream",
         "accept-ranges": "bytes",
-        "etag": etag,
+        etag,
         "last-modified": lastModified
       }
       const range = parseRangeHeader(req.headers.range)

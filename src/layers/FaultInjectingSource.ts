@@ -118,4 +118,5 @@ export const layer = (
   bytes: Uint8Array,
   faults: ReadonlyArray<Fault>,
   options: FaultOptions = {}
-): Layer.Layer<ByteSource> => Layer.effect(ByteSource, Effect.map(make(bytes, faults, options), ({ sources }) => sources))
+): Layer.Layer<ByteSource> =>
+  Layer.effect(ByteSource, Effect.map(make(bytes, faults, options), ({ sources }) => sources))

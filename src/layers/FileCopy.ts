@@ -77,7 +77,9 @@ export const copyToFile = <E = never>(request: CopyRequest<E>) => {
           startsOver < maxStartsOver,
         (error) =>
           Effect.zipRight(
-            Effect.logWarning(`${error.source} changed during the copy and has no strong validator; copying it again from byte 0`),
+            Effect.logWarning(
+              `${error.source} changed during the copy and has no strong validator; copying it again from byte 0`
+            ),
             attempt(startsOver + 1, true)
           )
       )
@@ -157,7 +159,11 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
   const sha256 = hash?.digest("hex") ?? null
   if (request.expectSha256 !== undefined && sha256 !== request.expectSha256.toLowerCase()) {
     yield* destination.discard
-    return yield* new IntegrityMismatch({ source: session.source, expected: request.expectSha256, actual: sha256 ?? "" })
+    return yield* new IntegrityMismatch({
+      source: session.source,
+      expected: request.expectSha256,
+      actual: sha256 ?? ""
+    })
   }
   yield* guard
   yield* destination.commit(durable)
@@ -182,4 +188,3 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
 
 /** Every failure a copy can end with. */
 export type CopyError = ReadError | DestinationError
-

@@ -153,42 +153,45 @@ const self = (): LockOwner => {
  * half-written lock. A lock whose process is gone (killed, or the machine restarted) is taken over.
  */
 const acquireLock = (lockPath: string, outPath: string): Effect.Effect<void, DestinationError> =>
-  Effect.flatMap(Random.nextInt, (unique) => Effect.try({
-    try: (): LockOwner | undefined => {
-      const owner = self()
-      const text = JSON.stringify(owner)
-      const mine = `${lockPath}.${process.pid}.${unique.toString(36)}`
-      NodeFs.writeFileSync(mine, text, { flag: "wx", mode: 0o644 })
-      try {
-        for (let attempt = 0; attempt < 5; attempt++) {
-          try {
-            NodeFs.linkSync(mine, lockPath)
-            return undefined
-          } catch (error) {
-            if (errnoCode(error) !== "EEXIST") throw error
+  Effect.flatMap(Random.nextInt, (unique) =>
+    Effect.try({
+      try: (): LockOwner | undefined => {
+        const owner = self()
+        const text = JSON.stringify(owner)
+        const mine = `${lockPath}.${process.pid}.${unique.toString(36)}`
+        NodeFs.writeFileSync(mine, text, { flag: "wx", mode: 0o644 })
+        try {
+          for (let attempt = 0; attempt < 5; attempt++) {
+            try {
+              NodeFs.linkSync(mine, lockPath)
+              return undefined
+            } catch (error) {
+              if (errnoCode(error) !== "EEXIST") throw error
+            }
+            const holder = readOwner(lockPath)
+            if (holder !== undefined && isAlive(holder)) return holder
+            // The holder is gone: move its lock aside (only one taker can), then try again.
+            const aside = `${lockPath}.stale.${process.pid}`
+            try {
+              NodeFs.renameSync(lockPath, aside)
+              NodeFs.rmSync(aside, { force: true })
+            } catch (error) {
+              if (errnoCode(error) !== "ENOENT") throw error
+            }
           }
-          const holder = readOwner(lockPath)
-          if (holder !== undefined && isAlive(holder)) return holder
-          // The holder is gone: move its lock aside (only one taker can), then try again.
-          const aside = `${lockPath}.stale.${process.pid}`
-          try {
-            NodeFs.renameSync(lockPath, aside)
-            NodeFs.rmSync(aside, { force: true })
-          } catch (error) {
-            if (errnoCode(error) !== "ENOENT") throw error
-          }
+          return readOwner(lockPath) ?? { pid: 0, host: "unknown" }
+        } finally {
+          NodeFs.rmSync(mine, { force: true })
         }
-        return readOwner(lockPath) ?? { pid: 0, host: "unknown" }
-      } finally {
-        NodeFs.rmSync(mine, { force: true })
-      }
-    },
-    catch: (error) => new OutputFailed({ path: outPath, reason: `cannot lock: ${errnoReason(error)}`, atOpen: true })
-  })).pipe(
-    Effect.flatMap((holder) =>
-      holder === undefined ? Effect.void : Effect.fail(new OutputLocked({ path: outPath, pid: holder.pid, host: holder.host }))
+      },
+      catch: (error) => new OutputFailed({ path: outPath, reason: `cannot lock: ${errnoReason(error)}`, atOpen: true })
+    })).pipe(
+      Effect.flatMap((holder) =>
+        holder === undefined
+          ? Effect.void
+          : Effect.fail(new OutputLocked({ path: outPath, pid: holder.pid, host: holder.host }))
+      )
     )
-  )
 
 /** Gives the lock back, if it is still this process's. */
 const releaseLock = (lockPath: string) =>
@@ -240,7 +243,9 @@ export const open = (
       const final = statOrUndefined(path, true)
       if (final !== undefined && !final.isFile()) return `${path} ${kindOf(final)}`
       const partial = statOrUndefined(partialPath, false)
-      if (partial !== undefined && !partial.isFile() && !partial.isSymbolicLink()) return `${partialPath} ${kindOf(partial)}`
+      if (partial !== undefined && !partial.isFile() && !partial.isSymbolicLink()) {
+        return `${partialPath} ${kindOf(partial)}`
+      }
       const source = sourcePath === undefined ? undefined : statOrUndefined(NodePath.resolve(sourcePath), true)
       if (sameFile(source, final) || sameFile(source, statOrUndefined(partialPath, true))) {
         return "the output is the source itself; choose another --out"
@@ -333,7 +338,11 @@ export const open = (
         Effect.tryPromise({
           try: async () => {
             if (length === 0) return
-            const stream = NodeFs.createReadStream(partialPath, { start: 0, end: length - 1, highWaterMark: 1024 * 1024 })
+            const stream = NodeFs.createReadStream(partialPath, {
+              start: 0,
+              end: length - 1,
+              highWaterMark: 1024 * 1024
+            })
             for await (const chunk of stream) update(chunk as Buffer)
           },
           catch: (error) => new OutputFailed({ path, reason: errnoReason(error), atOpen: true })

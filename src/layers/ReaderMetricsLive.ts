@@ -86,11 +86,15 @@ export const toPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>
       lines.push(`${name}_sum${labels(key.tags)} ${state.sum}`, `${name}_count${labels(key.tags)} ${state.count}`)
     } else if (MetricState.isFrequencyState(state)) {
       const lines = family(name, "counter", key.description)
-      for (const [word, count] of state.occurrences) lines.push(`${name}${labels(key.tags, [["value", word]])} ${count}`)
+      for (const [word, count] of state.occurrences) {
+        lines.push(`${name}${labels(key.tags, [["value", word]])} ${count}`)
+      }
     }
   }
-  return Array.from(families, ([name, { help, lines, type }]) =>
-    [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines].join("\n")).join("\n") + "\n"
+  return Array.from(
+    families,
+    ([name, { help, lines, type }]) => [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...lines].join("\n")
+  ).join("\n") + "\n"
 }
 
 /** Builds the metrics service; labelled metrics are made once per source. */

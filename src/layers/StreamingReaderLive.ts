@@ -103,7 +103,9 @@ const makePullLoop = (context: PullLoopContext) => {
     const next = yield* (readAhead === undefined ? chunks.next : Fiber.join(readAhead)).pipe(
       Effect.mapError((error) =>
         // The read ahead gave up before the consumer acknowledged the chunk it held; it has now.
-        error._tag === "RetriesExhausted" ? new RetriesExhausted({ ...error, checkpointOffset: acks.acknowledged() }) : error
+        error._tag === "RetriesExhausted"
+          ? new RetriesExhausted({ ...error, checkpointOffset: acks.acknowledged() })
+          : error
       )
     )
     readAhead = undefined
@@ -130,8 +132,10 @@ const makePullLoop = (context: PullLoopContext) => {
     chunks: Stream.repeatEffectOption(step).pipe(Stream.tapError(() => metrics.outcome(source, false))),
     /** Stops the read ahead; a chunk it read that the consumer never took still holds its bytes. */
     releaseReadAhead: Effect.suspend(() =>
-      readAhead === undefined ? Effect.void : Effect.flatMap(Fiber.interrupt(readAhead), (exit) =>
-        Exit.isSuccess(exit) && Option.isSome(exit.value) ? chunks.release(exit.value.value) : Effect.void)
+      readAhead === undefined ?
+        Effect.void :
+        Effect.flatMap(Fiber.interrupt(readAhead), (exit) =>
+          Exit.isSuccess(exit) && Option.isSome(exit.value) ? chunks.release(exit.value.value) : Effect.void)
     ),
     /** Gives back what the chunk the consumer holds has. */
     releaseHeld: Effect.suspend(() => held === undefined ? Effect.void : chunks.release(held))
@@ -158,7 +162,11 @@ export const make = Effect.gen(function*() {
   ) {
     const options = yield* decodeReadOptions(optionsInput)
     if (start !== undefined && !(Number.isSafeInteger(start.offset) && start.offset >= 0)) {
-      return yield* new InvalidOptions({ option: "start", value: String(start.offset), allowed: "an offset of 0 or more" })
+      return yield* new InvalidOptions({
+        option: "start",
+        value: String(start.offset),
+        allowed: "an offset of 0 or more"
+      })
     }
     const scope = yield* Effect.scope
     // Under high pressure a new read waits here, before it holds a connection.
@@ -210,22 +218,43 @@ export const make = Effect.gen(function*() {
     })
     acknowledged = acks.acknowledged
 
-    const loop = makePullLoop({ source, scope, cursor, chunks, acks, pressure, metrics, onPull: options.acknowledge === "on-pull" })
+    const loop = makePullLoop({
+      source,
+      scope,
+      cursor,
+      chunks,
+      acks,
+      pressure,
+      metrics,
+      onPull: options.acknowledge === "on-pull"
+    })
 
     yield* cleanup.register({
       name: `${source}: read ahead`,
       priority: CleanupPriority.readAhead,
       release: loop.releaseReadAhead
     })
-    yield* cleanup.register({ name: `${source}: connection`, priority: CleanupPriority.connection, release: cursor.drop })
-    yield* cleanup.register({ name: `${source}: held chunk`, priority: CleanupPriority.chunk, release: loop.releaseHeld })
+    yield* cleanup.register({
+      name: `${source}: connection`,
+      priority: CleanupPriority.connection,
+      release: cursor.drop
+    })
+    yield* cleanup.register({
+      name: `${source}: held chunk`,
+      priority: CleanupPriority.chunk,
+      release: loop.releaseHeld
+    })
     yield* cleanup.register({
       name: `${source}: reusable buffers`,
       priority: CleanupPriority.buffers,
       release: Effect.sync(() => void buffers.clear()),
       emergency: true
     })
-    yield* cleanup.register({ name: `${source}: last checkpoint`, priority: CleanupPriority.checkpoint, release: acks.checkpoint() })
+    yield* cleanup.register({
+      name: `${source}: last checkpoint`,
+      priority: CleanupPriority.checkpoint,
+      release: acks.checkpoint()
+    })
     const chunkStream = loop.chunks
 
     const session: ReadSession = {

@@ -9,7 +9,7 @@ import { Array as Arr, Console, Effect, Option } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { MultiBar, Presets } from "cli-progress"
-import { ExitCode, errorLine, exitCodeFor, parseDurationMs } from "../layers/CommandLine.js"
+import { errorLine, ExitCode, exitCodeFor, parseDurationMs } from "../layers/CommandLine.js"
 import { outputNames } from "../layers/OutputNames.js"
 import { fileSystemReason } from "../layers/SystemErrors.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
@@ -213,7 +213,9 @@ const writeMetrics = (path: string) =>
       })
     ),
     Effect.as(true),
-    Effect.catchAll((reason) => Effect.as(Console.error(`streaming-reader: cannot write metrics to ${path}: ${reason}`), false))
+    Effect.catchAll((reason) =>
+      Effect.as(Console.error(`streaming-reader: cannot write metrics to ${path}: ${reason}`), false)
+    )
   )
 
 /** One copy of a `read`: a source and the file it is copied to. */
@@ -271,4 +273,3 @@ const makeParents = (dir: string): void => {
     NodeFs.mkdirSync(dir)
   }
 }
-

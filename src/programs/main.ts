@@ -110,8 +110,7 @@ const parserConsole = {
 }
 
 /** Text on one line: ANSI styles removed, line breaks and runs of blanks turned into one space. */
-const oneLine = (text: string) =>
-  text.replace(/\u001b\[[0-9;]*m/g, "").replace(/[\u0000-\u001f\u007f\s]+/g, " ").trim()
+const oneLine = (text: string) => text.replace(/\u001b\[[0-9;]*m/g, "").replace(/[\u0000-\u001f\u007f\s]+/g, " ").trim()
 
 /** Log lines on stderr, one line each: `streaming-reader: warning: <message>`. */
 const stderrLogger = Logger.withConsoleError(

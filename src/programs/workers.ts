@@ -5,7 +5,20 @@
  */
 import { Args, HelpDoc, Options, ValidationError } from "@effect/cli"
 import type { Command } from "@effect/cli"
-import { Cause, Clock, Config, Console, DateTime, Deferred, Effect, Exit, Fiber, Option, Random, Schedule } from "effect"
+import {
+  Cause,
+  Clock,
+  Config,
+  Console,
+  DateTime,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Option,
+  Random,
+  Schedule
+} from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
@@ -39,7 +52,9 @@ const durationOption = (name: string, fallback: string, description: string, min
     Options.mapEffect((text) => {
       const ms = parseDurationMs(text)
       return ms === undefined || ms < minMs
-        ? Effect.fail(ValidationError.invalidValue(HelpDoc.p(`--${name}: not a duration of at least ${minMs}ms: ${text}`)))
+        ? Effect.fail(
+          ValidationError.invalidValue(HelpDoc.p(`--${name}: not a duration of at least ${minMs}ms: ${text}`))
+        )
         : Effect.succeed(ms)
     })
   )
@@ -216,7 +231,9 @@ export const runWorker = (command: WorkerCommand) =>
         /** What noticed the lost lease first: a refused write, the renewal, a refused checkpoint, or the completion. */
         let stoppedBy: "write" | "renewal" | "checkpoint" | "completion" | undefined
         const guard = Effect.flatMap(monotonicMs, (now) =>
-          now > deadline ? Effect.zipRight(Effect.sync(() => (stoppedBy ??= "write")), Effect.fail(leaseLost)) : Effect.void)
+          now > deadline
+            ? Effect.zipRight(Effect.sync(() => (stoppedBy ??= "write")), Effect.fail(leaseLost))
+            : Effect.void)
 
         const renewOnce = Effect.gen(function*() {
           const sentAt = yield* monotonicMs
@@ -231,7 +248,9 @@ export const runWorker = (command: WorkerCommand) =>
         )
         yield* Effect.delay(renewOnce, leaseMs / 3).pipe(
           Effect.repeat(Schedule.spaced(leaseMs / 3)),
-          Effect.catchAll((error) => Effect.zipRight(Effect.sync(() => (stoppedBy ??= "renewal")), Deferred.fail(lost, error))),
+          Effect.catchAll((error) =>
+            Effect.zipRight(Effect.sync(() => (stoppedBy ??= "renewal")), Deferred.fail(lost, error))
+          ),
           Effect.forkScoped
         )
 
@@ -240,7 +259,9 @@ export const runWorker = (command: WorkerCommand) =>
           `job ${job.id} claimed by ${worker} (epoch ${epoch}): ${printable(job.source)} -> ${job.destination}`
         )
         // The output's directory on the shared volume; if it cannot be made, opening the output says why.
-        yield* Effect.try(() => NodeFs.mkdirSync(NodePath.dirname(job.destination), { recursive: true })).pipe(Effect.ignore)
+        yield* Effect.try(() => NodeFs.mkdirSync(NodePath.dirname(job.destination), { recursive: true })).pipe(
+          Effect.ignore
+        )
         const reader = yield* StreamingReaderLive.make.pipe(
           Effect.provideService(CheckpointStore, queue.checkpoints(claim)),
           Effect.provide(parts)
@@ -284,7 +305,9 @@ export const runWorker = (command: WorkerCommand) =>
             Effect.catchTags({
               LeaseLost: () => onLeaseLost("completion"),
               QueueUnavailable: (failure) =>
-                Console.error(`streaming-reader: worker ${worker}: recording job ${job.id}'s failure failed: ${failure.message}`)
+                Console.error(
+                  `streaming-reader: worker ${worker}: recording job ${job.id}'s failure failed: ${failure.message}`
+                )
             })
           )
 
@@ -307,7 +330,11 @@ export const runWorker = (command: WorkerCommand) =>
         }
         const summary = exit.value
         return yield* queue.complete(claim).pipe(
-          Effect.retry({ while: (error) => error._tag === "QueueUnavailable", schedule: Schedule.spaced(1000), times: 3 }),
+          Effect.retry({
+            while: (error) => error._tag === "QueueUnavailable",
+            schedule: Schedule.spaced(1000),
+            times: 3
+          }),
           Effect.zipRight(report(
             { event: "done", ...base, bytes: summary.bytes, resumedFrom: summary.resumedFrom },
             `job ${job.id} done by ${worker}: ${summary.bytes} bytes to ${job.destination}` +
@@ -339,7 +366,9 @@ export const runWorker = (command: WorkerCommand) =>
         Effect.catchTag("QueueUnavailable", (error) =>
           Effect.as(Console.error(`streaming-reader: worker ${worker}: ${error.message}`), Option.none<Claim>()))
       )
-      if (Option.isSome(claimed)) return yield* runJob(claimed.value, sentAt)
+      if (Option.isSome(claimed)) {
+        return yield* runJob(claimed.value, sentAt)
+      }
       // Idle: wait, with jitter so idle workers do not poll in step.
       yield* Effect.sleep(pollMs * (0.5 + (yield* Random.next) / 2))
     }).pipe(Effect.forever)
@@ -349,9 +378,13 @@ export const runWorker = (command: WorkerCommand) =>
       { event: "started", worker, concurrency, leaseMs },
       `worker ${worker} started: ${concurrency} jobs at a time, lease ${leaseMs} ms`
     )
-    yield* Effect.all(Array.from({ length: concurrency }, () => slot), {
-      concurrency: "unbounded",
-      discard: true
-    })
+    yield* Effect.all(
+      Array.from({ length: concurrency }, () =>
+        slot),
+      {
+        concurrency: "unbounded",
+        discard: true
+      }
+    )
     return ExitCode.Done
   })

@@ -230,7 +230,9 @@ export class SourceChanged extends Schema.TaggedError<SourceChanged>()("SourceCh
   actual: SourceIdentity
 }) {
   override get message() {
-    return `source changed since the checkpoint: ${this.source} (expected ${formatIdentity(this.expected)}, found ${formatIdentity(this.actual)})`
+    return `source changed since the checkpoint: ${this.source} (expected ${formatIdentity(this.expected)}, found ${
+      formatIdentity(this.actual)
+    })`
   }
 }
 

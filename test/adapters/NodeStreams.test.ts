@@ -71,7 +71,9 @@ layer(TestEnv)("NodeStreams", (it) => {
         const dir = yield* tempDir
         const bytes = testBytes(MiB + 17, 3)
         const path = writeFile(dir, "data.bin", bytes)
-        const { bytes: read, error } = yield* drainNode(toReadable(reader.read(path), { runtime: yield* Effect.runtime() }))
+        const { bytes: read, error } = yield* drainNode(
+          toReadable(reader.read(path), { runtime: yield* Effect.runtime() })
+        )
         assert.isUndefined(error)
         assert.isTrue(read.equals(Buffer.from(bytes)))
         assert.strictEqual(yield* fdsClosedOn(path), 0)
@@ -162,7 +164,9 @@ layer(TestEnv)("NodeStreams", (it) => {
         const dir = yield* tempDir
         const bytes = testBytes(MiB + 5, 7)
         const path = writeFile(dir, "data.bin", bytes)
-        const { bytes: read, error } = yield* drainWeb(toWebStream(reader.read(path), { runtime: yield* Effect.runtime() }))
+        const { bytes: read, error } = yield* drainWeb(
+          toWebStream(reader.read(path), { runtime: yield* Effect.runtime() })
+        )
         assert.isUndefined(error)
         assert.isTrue(read.equals(Buffer.from(bytes)))
         assert.strictEqual(yield* fdsClosedOn(path), 0)

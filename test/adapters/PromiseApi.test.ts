@@ -117,9 +117,7 @@ describe("PromiseApi", () => {
         const dir = yield* tempDir
         const source = writeFile(dir, "in.bin", testBytes(100 * KiB, 24))
         const reader = yield* scopedReader()
-        const invalid = yield* rejection(() =>
-          reader.readToFile(source, NodePath.join(dir, "a.bin"), { chunkSize: 1 })
-        )
+        const invalid = yield* rejection(() => reader.readToFile(source, NodePath.join(dir, "a.bin"), { chunkSize: 1 }))
         assertUnwrapped(invalid)
         assert.instanceOf(invalid, InvalidOptions)
         assert.strictEqual((invalid as InvalidOptions).option, "chunkSize")
@@ -224,7 +222,10 @@ describe("PromiseApi", () => {
         })
         assert.instanceOf(error, ReaderClosed)
         assert.strictEqual(yield* fdsClosedOn(source), 0)
-        assert.instanceOf(yield* rejection(() => reader.readToFile(source, NodePath.join(dir, "out.bin"))), ReaderClosed)
+        assert.instanceOf(
+          yield* rejection(() => reader.readToFile(source, NodePath.join(dir, "out.bin"))),
+          ReaderClosed
+        )
         const late = yield* rejection(async () => {
           for await (const _ of reader.read(source)) assert.fail("no bytes after close")
         })

@@ -121,7 +121,8 @@ const stateOf = (sql: SqlClient) =>
     const checkpoint = checkpoints[0]?.byte_offset
     const beyond = checkpoint === undefined
       ? rows
-      : (yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM records WHERE source_offset >= ${checkpoint}`)[0]?.n ?? 0
+      : (yield* sql<{ readonly n: number }>`SELECT count(*) AS n FROM records WHERE source_offset >= ${checkpoint}`)[0]
+        ?.n ?? 0
     const state: DbState = { rows, checkpoint, beyondCheckpoint: beyond }
     return state
   }).pipe(Effect.orDie)
@@ -162,14 +163,21 @@ const allRows = (database: string) =>
     const sums = yield* sql<{ readonly n: number; readonly ids: number; readonly cents: number }>`
       SELECT count(*) AS n, sum(id) AS ids, sum(amount_cents) AS cents FROM records`
     return {
-      rows: rows.map((row): Expected => ({ offset: row.source_offset, id: row.id, name: row.name, cents: row.amount_cents })),
+      rows: rows.map((row): Expected => ({
+        offset: row.source_offset,
+        id: row.id,
+        name: row.name,
+        cents: row.amount_cents
+      })),
       sums: sums[0]!
     }
   })).pipe(Effect.orDie)
 
 /** The numbers of the example's summary line. */
 const parseSummary = (stdout: string) => {
-  const match = /inserted (\d+) rows \((\d+) already present\), resumed from byte (\d+), (\d+) rows in the table/.exec(stdout)
+  const match = /inserted (\d+) rows \((\d+) already present\), resumed from byte (\d+), (\d+) rows in the table/.exec(
+    stdout
+  )
   assert.isNotNull(match, `no summary line in ${JSON.stringify(stdout)}`)
   const [, inserted, present, resumedFrom, total] = match!.map(Number) as [number, number, number, number, number]
   return { inserted, present, resumedFrom, total }
@@ -204,7 +212,11 @@ const assertPartial = (
   assert.isBelow(state.rows, source.expected.length, "the table is partial")
   assert.strictEqual(source.bytes[checkpoint - 1], 0x0a, "the checkpoint is at the start of a line")
   assert.isAbove(state.beyondCheckpoint, 0, "rows were committed after the checkpoint (they will be read again)")
-  assert.strictEqual(state.rows - state.beyondCheckpoint, rowsBefore(checkpoint), "every record before the checkpoint is in the table")
+  assert.strictEqual(
+    state.rows - state.beyondCheckpoint,
+    rowsBefore(checkpoint),
+    "every record before the checkpoint is in the table"
+  )
 }
 
 /** Checks the table holds every record of the source exactly once, with its fields. */
@@ -239,52 +251,67 @@ describe("examples/ingest-to-sqlite (end to end)", () => {
   }
   const slow = ["--batch", "400", "--rate", "1000000"]
 
-  it.scopedLive("killed twice at different points, then resumed: every record in the table exactly once", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const input = NodePath.join(dir, "records.csv")
-      NodeFs.writeFileSync(input, source.bytes)
-      const database = NodePath.join(dir, "ingest.sqlite")
+  it.scopedLive(
+    "killed twice at different points, then resumed: every record in the table exactly once",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const input = NodePath.join(dir, "records.csv")
+        NodeFs.writeFileSync(input, source.bytes)
+        const database = NodePath.join(dir, "ingest.sqlite")
 
-      const first = yield* killPartWay(database, [input, database, ...slow], 0)
-      assertPartial(first.state, source, rowsBefore)
-      const second = yield* killPartWay(database, [input, database, ...slow], first.state.checkpoint!)
-      assertPartial(second.state, source, rowsBefore)
-      assert.include(second.stderr, `from byte ${first.state.checkpoint}`, "the second run resumed from the first kill's checkpoint")
-      assert.isAbove(second.state.rows, first.state.rows)
+        const first = yield* killPartWay(database, [input, database, ...slow], 0)
+        assertPartial(first.state, source, rowsBefore)
+        const second = yield* killPartWay(database, [input, database, ...slow], first.state.checkpoint!)
+        assertPartial(second.state, source, rowsBefore)
+        assert.include(
+          second.stderr,
+          `from byte ${first.state.checkpoint}`,
+          "the second run resumed from the first kill's checkpoint"
+        )
+        assert.isAbove(second.state.rows, first.state.rows)
 
-      const done = yield* runExample([input, database, "--batch", "1000"])
-      assert.strictEqual(done.code, 0, done.stderr)
-      const summary = parseSummary(done.stdout)
-      assert.strictEqual(summary.resumedFrom, second.state.checkpoint)
-      assert.strictEqual(summary.present, second.state.beyondCheckpoint)
-      assert.strictEqual(summary.inserted, records - second.state.rows)
-      yield* assertComplete(database, source.expected)
-    }), 90_000)
+        const done = yield* runExample([input, database, "--batch", "1000"])
+        assert.strictEqual(done.code, 0, done.stderr)
+        const summary = parseSummary(done.stdout)
+        assert.strictEqual(summary.resumedFrom, second.state.checkpoint)
+        assert.strictEqual(summary.present, second.state.beyondCheckpoint)
+        assert.strictEqual(summary.inserted, records - second.state.rows)
+        yield* assertComplete(database, source.expected)
+      }),
+    90_000
+  )
 
-  it.scopedLive("refuses a malformed record with one line naming its byte offset, keeping what came before", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir
-      const input = NodePath.join(dir, "bad.csv")
-      NodeFs.writeFileSync(input, "1,a,1.00\n2,b,2.5\n3,c,three\n4,d,4\n")
-      const database = NodePath.join(dir, "bad.sqlite")
-      const failed = yield* runExample([input, database, "--batch", "1"])
-      assert.strictEqual(failed.code, 1)
-      assert.strictEqual(failed.stdout, "")
-      assert.include(failed.stderr, "ingest-to-sqlite: malformed record at byte 17: amount \"three\" is not a decimal")
-      const { rows } = yield* allRows(database)
-      assert.deepStrictEqual(rows, [
-        { offset: 0, id: 1, name: "a", cents: 100 },
-        { offset: 9, id: 2, name: "b", cents: 250 }
-      ])
-      const state = yield* stateNow(database)
-      assert.strictEqual(state.checkpoint, 17, "the failed read saved what was acknowledged")
+  it.scopedLive(
+    "refuses a malformed record with one line naming its byte offset, keeping what came before",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const input = NodePath.join(dir, "bad.csv")
+        NodeFs.writeFileSync(input, "1,a,1.00\n2,b,2.5\n3,c,three\n4,d,4\n")
+        const database = NodePath.join(dir, "bad.sqlite")
+        const failed = yield* runExample([input, database, "--batch", "1"])
+        assert.strictEqual(failed.code, 1)
+        assert.strictEqual(failed.stdout, "")
+        assert.include(
+          failed.stderr,
+          "ingest-to-sqlite: malformed record at byte 17: amount \"three\" is not a decimal"
+        )
+        const { rows } = yield* allRows(database)
+        assert.deepStrictEqual(rows, [
+          { offset: 0, id: 1, name: "a", cents: 100 },
+          { offset: 9, id: 2, name: "b", cents: 250 }
+        ])
+        const state = yield* stateNow(database)
+        assert.strictEqual(state.checkpoint, 17, "the failed read saved what was acknowledged")
 
-      const other = NodePath.join(dir, "other.csv")
-      NodeFs.writeFileSync(other, "5,e,5\n")
-      const refused = yield* runExample([other, database])
-      assert.strictEqual(refused.code, 1)
-      assert.include(refused.stderr, `holds the records of ${input}, not ${other}`)
-      assert.deepStrictEqual(yield* stateNow(database), state, "a refused source changes nothing")
-    }), 90_000)
+        const other = NodePath.join(dir, "other.csv")
+        NodeFs.writeFileSync(other, "5,e,5\n")
+        const refused = yield* runExample([other, database])
+        assert.strictEqual(refused.code, 1)
+        assert.include(refused.stderr, `holds the records of ${input}, not ${other}`)
+        assert.deepStrictEqual(yield* stateNow(database), state, "a refused source changes nothing")
+      }),
+    90_000
+  )
 })

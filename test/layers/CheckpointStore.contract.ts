@@ -10,14 +10,21 @@ import type { Checkpoint, CheckpointKey, OutputCheck } from "../../src/services/
 const checkpoint = (key: CheckpointKey, offset: number, overrides: Partial<Checkpoint> = {}): Checkpoint => ({
   key,
   offset,
-  identity: { size: 10 * 1024 * 1024 * 1024, mtimeMs: 1_700_000_000_123.456, etag: "\"abc-123\"", lastModified: "Tue, 14 Nov 2023 22:13:20 GMT" },
+  identity: {
+    size: 10 * 1024 * 1024 * 1024,
+    mtimeMs: 1_700_000_000_123.456,
+    etag: "\"abc-123\"",
+    lastModified: "Tue, 14 Nov 2023 22:13:20 GMT"
+  },
   chunkSize: 64 * 1024,
   updatedAt: 1_700_000_000_999,
   ...overrides
 })
 
 const text = fc.string({ unit: "grapheme", maxLength: 40 })
-const finiteNonNegative = fc.double({ min: 0, max: 1e15, noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0))
+const finiteNonNegative = fc.double({ min: 0, max: 1e15, noNaN: true, noDefaultInfinity: true }).filter((n) =>
+  !Object.is(n, -0)
+)
 
 const sha256Hex = fc.uint8Array({ minLength: 32, maxLength: 32 }).map((bytes) => Buffer.from(bytes).toString("hex"))
 
@@ -81,11 +88,15 @@ export const checkpointStoreContract = (
       it.effect("a checkpoint with the destination's check and the source prefix digest loads back with both", () =>
         Effect.gen(function*() {
           const store = yield* CheckpointStore
-          const saved = checkpoint({ source: "https://example.com/weak.bin", destination: "/out/verified.bin" }, 10 * 2 ** 30, {
-            identity: { size: 20 * 2 ** 30, etag: "W/\"weak\"", strongValidator: false },
-            output: outputCheck,
-            prefixSha256
-          })
+          const saved = checkpoint(
+            { source: "https://example.com/weak.bin", destination: "/out/verified.bin" },
+            10 * 2 ** 30,
+            {
+              identity: { size: 20 * 2 ** 30, etag: "W/\"weak\"", strongValidator: false },
+              output: outputCheck,
+              prefixSha256
+            }
+          )
           yield* store.save(saved)
           assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
         }))
@@ -93,12 +104,20 @@ export const checkpointStoreContract = (
       it.effect("a checkpoint with only one of the two checks loads back with that one alone", () =>
         Effect.gen(function*() {
           const store = yield* CheckpointStore
-          const onlyOutput = checkpoint({ source: "/data/only-output.bin", destination: "/out/only-output.bin" }, 4096, {
-            output: { ...outputCheck, tailLength: 4096 }
-          })
-          const onlyPrefix = checkpoint({ source: "/data/only-prefix.bin", destination: "/out/only-prefix.bin" }, 4096, {
-            prefixSha256
-          })
+          const onlyOutput = checkpoint(
+            { source: "/data/only-output.bin", destination: "/out/only-output.bin" },
+            4096,
+            {
+              output: { ...outputCheck, tailLength: 4096 }
+            }
+          )
+          const onlyPrefix = checkpoint(
+            { source: "/data/only-prefix.bin", destination: "/out/only-prefix.bin" },
+            4096,
+            {
+              prefixSha256
+            }
+          )
           yield* store.save(onlyOutput)
           yield* store.save(onlyPrefix)
           const loadedOutput = Option.getOrThrow(yield* store.load(onlyOutput.key))
@@ -129,7 +148,11 @@ export const checkpointStoreContract = (
           const store = yield* CheckpointStore
           const key = { source: "/data/upsert.bin", destination: "/out/upsert.bin" }
           yield* store.save(checkpoint(key, 100))
-          const second = checkpoint(key, 200, { identity: { size: 999, etag: "\"v2\"" }, chunkSize: 32 * 1024, updatedAt: 5 })
+          const second = checkpoint(key, 200, {
+            identity: { size: 999, etag: "\"v2\"" },
+            chunkSize: 32 * 1024,
+            updatedAt: 5
+          })
           yield* store.save(second)
           assert.deepStrictEqual(yield* store.load(key), Option.some(second))
         }))

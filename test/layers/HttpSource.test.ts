@@ -30,7 +30,10 @@ const randomBytes = (size: number, seed = 1): Uint8Array => {
 
 const assertBytes = (actual: Uint8Array, expected: Uint8Array) => {
   assert.strictEqual(actual.byteLength, expected.byteLength, "length")
-  const differs = Buffer.compare(Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength), Buffer.from(expected))
+  const differs = Buffer.compare(
+    Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength),
+    Buffer.from(expected)
+  )
   assert.strictEqual(differs, 0, "content")
 }
 
@@ -233,7 +236,9 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         const cursor = yield* source.readFrom(0)
         const chunks: Array<Uint8Array> = []
         const error = yield* Effect.flip(Effect.forever(Effect.flatMap(cursor.pull(30_000), (chunk) =>
-          chunk.byteLength === 0 ? Effect.dieMessage("unexpected end") : Effect.sync(() => chunks.push(chunk)))))
+          chunk.byteLength === 0 ? Effect.dieMessage("unexpected end") : Effect.sync(() =>
+            chunks.push(chunk)
+          ))))
         assert.strictEqual(error._tag, "TransientReadError")
         const prefix = concat(chunks)
         assert.isAtMost(prefix.byteLength, 200_000)
@@ -312,7 +317,10 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         const url = server.url("/redirect-loop").replace("http://", "http://carol:l00p@")
         const error = yield* Effect.flip((yield* httpSource(url)).readFrom(0))
         if (error._tag !== "BadRedirect") return assert.fail(error._tag)
-        assert.strictEqual(error.message, `bad redirect from http://***@127.0.0.1:${server.port}/redirect-loop: too many redirects (more than 5)`)
+        assert.strictEqual(
+          error.message,
+          `bad redirect from http://***@127.0.0.1:${server.port}/redirect-loop: too many redirects (more than 5)`
+        )
         assert.strictEqual(server.requests(), 6)
         assert.strictEqual(classify(error), "fatal")
       }))
@@ -330,7 +338,10 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
           assert.notInclude(error.reason, "pw0rd")
           assert.strictEqual(classify(error), "fatal")
         }
-        assert.deepStrictEqual(server.requestLog().map((request) => request.path.split("?")[0]), targets.map(() => "/redirect"))
+        assert.deepStrictEqual(
+          server.requestLog().map((request) => request.path.split("?")[0]),
+          targets.map(() => "/redirect")
+        )
       }))
 
     it.scoped("a 3xx without Location, or one that is not a redirect, is an HttpStatusError", () =>
@@ -373,9 +384,11 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         const silent = yield* silentServer
         const url = server.url(`/redirect?to=${encodeURIComponent(`http://127.0.0.1:${silent.port}/file`)}`)
         const source = yield* httpSource(url)
-        const error = yield* Effect.flip(Effect.scoped(source.readFrom(0)).pipe(
-          Effect.timeoutFail({ duration: "300 millis", onTimeout: () => "stalled" as const })
-        ))
+        const error = yield* Effect.flip(
+          Effect.scoped(source.readFrom(0)).pipe(
+            Effect.timeoutFail({ duration: "300 millis", onTimeout: () => "stalled" as const })
+          )
+        )
         assert.strictEqual(error, "stalled")
         assert.strictEqual(silent.accepted(), 1, "the redirect was followed")
       }))
@@ -391,7 +404,8 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         const second = yield* makeTestServer({ body })
         const direct = yield* (yield* httpSource(first.url())).readFrom(0)
         assert.strictEqual((yield* direct.pull(10)).byteLength, 10)
-        const redirected = yield* (yield* httpSource(first.url(`/redirect?to=${encodeURIComponent(second.url())}`))).readFrom(0)
+        const redirected = yield* (yield* httpSource(first.url(`/redirect?to=${encodeURIComponent(second.url())}`)))
+          .readFrom(0)
         assert.strictEqual((yield* redirected.pull(10)).byteLength, 10)
         const requests = [...first.requestLog(), ...second.requestLog()]
         assert.strictEqual(requests.length, 3)
@@ -442,8 +456,12 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         const source = yield* httpSource(server.url())
         const cursor = yield* source.readFrom(5000)
         const chunks: Array<Uint8Array> = []
-        const error = yield* Effect.flip(Effect.forever(Effect.flatMap(cursor.pull(30_000), (chunk) =>
-          chunk.byteLength === 0 ? Effect.dieMessage("a shorter range is not the end") : Effect.sync(() => chunks.push(chunk)))))
+        const error = yield* Effect.flip(
+          Effect.forever(Effect.flatMap(cursor.pull(30_000), (chunk) =>
+            chunk.byteLength === 0
+              ? Effect.dieMessage("a shorter range is not the end")
+              : Effect.sync(() => chunks.push(chunk))))
+        )
         assert.strictEqual(error._tag, "TransientReadError")
         assert.include(error.message, `up to byte 105000 of ${body.byteLength}`)
         assertBytes(concat(chunks), body.subarray(5000, 105_000))
@@ -479,7 +497,9 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
         const failures = [
           yield* Effect.flip((yield* httpSource(withCredentials(server.url("/status/503")))).readFrom(0)),
           yield* Effect.flip((yield* httpSource(withCredentials(server.url("/redirect-loop")))).readFrom(0)),
-          yield* Effect.flip((yield* httpSource(withCredentials(`http://127.0.0.1:${yield* unusedPort}/x`))).readFrom(0))
+          yield* Effect.flip(
+            (yield* httpSource(withCredentials(`http://127.0.0.1:${yield* unusedPort}/x`))).readFrom(0)
+          )
         ]
         for (const error of failures) {
           const text = `${error.message} ${JSON.stringify(error)}`
@@ -550,16 +570,20 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource", (
 })
 
 describe("header parsing", () => {
-  it.prop("Content-Range round-trips any valid range", [fc.nat(1e12), fc.nat(1e6), fc.nat(1e6)], ([start, length, after]) => {
-    const end = start + length
-    assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/${end + 1 + after}`), {
-      start,
-      end,
-      total: end + 1 + after
-    })
-    assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/*`), { start, end, total: undefined })
-    assert.isUndefined(parseContentRange(`bytes ${start}-${end}/${end}`))
-  })
+  it.prop(
+    "Content-Range round-trips any valid range",
+    [fc.nat(1e12), fc.nat(1e6), fc.nat(1e6)],
+    ([start, length, after]) => {
+      const end = start + length
+      assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/${end + 1 + after}`), {
+        start,
+        end,
+        total: end + 1 + after
+      })
+      assert.deepStrictEqual(parseContentRange(`bytes ${start}-${end}/*`), { start, end, total: undefined })
+      assert.isUndefined(parseContentRange(`bytes ${start}-${end}/${end}`))
+    }
+  )
 
   it.effect("408, 429 and every 5xx are worth another attempt; other statuses are not", () =>
     Effect.sync(() => {

@@ -38,12 +38,32 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource val
       ["a strong ETag", { etag: "\"v1\"", lastModified: undefined }, true, "\"v1\""],
       ["a strong ETag beside a weak Last-Modified", { etag: "\"v1\"", lastModified, date: null }, true, "\"v1\""],
       ["a weak ETag", { etag: "W/\"v1\"", lastModified: undefined }, false, undefined],
-      ["a weak ETag beside a strong Last-Modified", { etag: "W/\"v1\"", lastModified, date: secondLater }, false, undefined],
+      [
+        "a weak ETag beside a strong Last-Modified",
+        { etag: "W/\"v1\"", lastModified, date: secondLater },
+        false,
+        undefined
+      ],
       ["a malformed (unquoted) ETag", { etag: "v1", lastModified: undefined }, false, undefined],
-      ["Last-Modified alone, Date a second later", { etag: undefined, lastModified, date: secondLater }, true, lastModified],
-      ["Last-Modified alone, Date within the same second", { etag: undefined, lastModified, date: sameSecond }, false, undefined],
+      [
+        "Last-Modified alone, Date a second later",
+        { etag: undefined, lastModified, date: secondLater },
+        true,
+        lastModified
+      ],
+      [
+        "Last-Modified alone, Date within the same second",
+        { etag: undefined, lastModified, date: sameSecond },
+        false,
+        undefined
+      ],
       ["Last-Modified alone, no Date", { etag: undefined, lastModified, date: null }, false, undefined],
-      ["Last-Modified alone, an unreadable Date", { etag: undefined, lastModified, date: "yesterday" }, false, undefined],
+      [
+        "Last-Modified alone, an unreadable Date",
+        { etag: undefined, lastModified, date: "yesterday" },
+        false,
+        undefined
+      ],
       ["no validator at all", { etag: undefined, lastModified: undefined }, false, undefined]
     ]
     for (const [name, options, strong, ifRange] of cases) {
@@ -66,7 +86,10 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("HttpSource val
           const partial = yield* source.readFrom(500)
           server.configure({ ignoreRange: true })
           const whole = yield* source.readFrom(500)
-          assert.deepStrictEqual(server.requestLog().map((request) => request.headers.range), ["bytes=500-", "bytes=500-"])
+          assert.deepStrictEqual(server.requestLog().map((request) => request.headers.range), [
+            "bytes=500-",
+            "bytes=500-"
+          ])
           assert.deepStrictEqual(partial.identity, whole.identity)
           assert.isTrue(sameIdentity(partial.identity, whole.identity))
           assert.strictEqual(partial.identity.size, body.byteLength)
@@ -127,7 +150,9 @@ describe("If-Range from an identity", () => {
         [{ size: 10 }, undefined],
         [{}, undefined]
       ]
-      for (const [identity, expected] of cases) assert.strictEqual(ifRangeValidator(identity), expected, JSON.stringify(identity))
+      for (const [identity, expected] of cases) {
+        assert.strictEqual(ifRangeValidator(identity), expected, JSON.stringify(identity))
+      }
     }))
 
   it.effect("headers make the same identity as a server would report them", () =>

@@ -34,11 +34,20 @@ describe("observability", () => {
       const names: Array<string> = []
       const read = yield* Effect.fork(recordingSpans(
         names,
-        Stream.runDrain(reader.read(source, { acknowledge: "on-pull", destination: "/out/observed.bin", checkpointEvery: 2 }))
+        Stream.runDrain(
+          reader.read(source, { acknowledge: "on-pull", destination: "/out/observed.bin", checkpointEvery: 2 })
+        )
       ))
       for (let i = 0; i < 100 && Option.isNone(yield* Fiber.poll(read)); i++) yield* TestClock.adjust("100 millis")
       yield* Fiber.join(read)
-      for (const span of ["StreamingReader.open", "StreamingReader.attempt", "StreamingReader.checkpoint", "StreamingReader.resume"]) {
+      for (
+        const span of [
+          "StreamingReader.open",
+          "StreamingReader.attempt",
+          "StreamingReader.checkpoint",
+          "StreamingReader.resume"
+        ]
+      ) {
         assert.include(names, span)
       }
       const text = yield* Context.get(context, ReaderMetrics).prometheus

@@ -10,7 +10,14 @@ import * as NodePath from "node:path"
 import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
 import { makeHttpSource } from "../../src/layers/sources/HttpSource.js"
 import { TestStack } from "../../src/layers/Stacks.js"
-import { ByteSource, describeSource, redactText, redactUrl, redactUrlText, SourceSpec } from "../../src/services/ByteSource.js"
+import {
+  ByteSource,
+  describeSource,
+  redactText,
+  redactUrl,
+  redactUrlText,
+  SourceSpec
+} from "../../src/services/ByteSource.js"
 import { StreamingReader } from "../../src/services/StreamingReader.js"
 import { runCli } from "../support/cli.js"
 import { tempDir, testBytes } from "../support/files.js"
@@ -58,13 +65,19 @@ describe("redactUrl", () => {
         assert.strictEqual(redactUrl(url), `https://h.example/a%20b/c?keep=1%2B2+3&${name}=***&z=`, name)
       }
       assert.strictEqual(redactUrl(new URL("http://u:p@h/x?se=2030&sp=r&sv=1")), "http://***@h/x?se=2030&sp=r&sv=1")
-      assert.strictEqual(redactUrl(new URL("http://h/x#access_token=abc&state=1")), "http://h/x#access_token=***&state=1")
+      assert.strictEqual(
+        redactUrl(new URL("http://h/x#access_token=abc&state=1")),
+        "http://h/x#access_token=***&state=1"
+      )
       assert.strictEqual(redactUrl(new URL("http://h/x?monkey=1&keys=2")), "http://h/x?monkey=1&keys=2")
       assert.strictEqual(redactUrl(new URL("http://h/x?%73ig=abc")), "http://h/x?%73ig=***")
       for (const plain of ["http://h/x", "http://h/x?", "http://h/x?a", "http://h:81/%7Ex?q=%20&r=a+b#f"]) {
         assert.strictEqual(redactUrl(new URL(plain)), new URL(plain).href)
       }
-      assert.strictEqual(describeSource(SourceSpec.Http({ url: new URL(secretUrl("http://h")) })), "http://***@h/file?X-Amz-Signature=***&token=***")
+      assert.strictEqual(
+        describeSource(SourceSpec.Http({ url: new URL(secretUrl("http://h")) })),
+        "http://***@h/file?X-Amz-Signature=***&token=***"
+      )
     }))
 })
 
@@ -79,7 +92,10 @@ describe("redactText", () => {
         redactText("see ftp://a:b@c/d and http://e:f@g/h?token=tok999&x=1"),
         "see ftp://***@c/d and http://***@g/h?token=***&x=1"
       )
-      assert.strictEqual(redactText("GET /x?Signature=abc&Key-Pair-Id=K#id_token=z"), "GET /x?Signature=***&Key-Pair-Id=***#id_token=***")
+      assert.strictEqual(
+        redactText("GET /x?Signature=abc&Key-Pair-Id=K#id_token=z"),
+        "GET /x?Signature=***&Key-Pair-Id=***#id_token=***"
+      )
       for (const plain of ["", "/tmp/some file.bin", "http://h/x?a=1&b=2", "user@example.com", "a=1&monkey=2"]) {
         assert.strictEqual(redactText(plain), plain)
       }
@@ -106,14 +122,26 @@ describe("redactText", () => {
 describe("redactUrlText", () => {
   it.effect("redacts a URL of any scheme given as text, parsed or not, and leaves text without credentials as it is", () =>
     Effect.sync(() => {
-      assert.strictEqual(redactUrlText("postgres://someone:hunter2@127.0.0.1:5432/jobs"), "postgres://***@127.0.0.1:5432/jobs")
+      assert.strictEqual(
+        redactUrlText("postgres://someone:hunter2@127.0.0.1:5432/jobs"),
+        "postgres://***@127.0.0.1:5432/jobs"
+      )
       assert.strictEqual(redactUrlText("postgres://u:s3cret@host:notaport/db"), "postgres://***@host:notaport/db")
       assert.strictEqual(
         redactUrlText("postgresql://db.example/jobs?sslmode=require&password=s3cret"),
         "postgresql://db.example/jobs?sslmode=require&password=***"
       )
       assert.strictEqual(redactUrlText(secretUrl("http://h")), "http://***@h/file?X-Amz-Signature=***&token=***")
-      for (const plain of ["", "not a url", "HTTP://H/x?a=1", "postgres://host/db", "/tmp/some file.bin", "mailto:user@example.com"]) {
+      for (
+        const plain of [
+          "",
+          "not a url",
+          "HTTP://H/x?a=1",
+          "postgres://host/db",
+          "/tmp/some file.bin",
+          "mailto:user@example.com"
+        ]
+      ) {
         assert.strictEqual(redactUrlText(plain), plain)
       }
     }))
@@ -173,7 +201,9 @@ const recordingTracer = Effect.map(Effect.tracer, (native) => {
   return { tracer, spans, dump }
 })
 
-const SourcesLive = ByteSourceLive.layer.pipe(Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici)))
+const SourcesLive = ByteSourceLive.layer.pipe(
+  Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici))
+)
 
 layer(SourcesLive, { excludeTestServices: true })("secrets in spans", (it) => {
   it.scoped("no span of a read, its redirects or its failures names a password, signature or token", () =>
@@ -184,14 +214,24 @@ layer(SourcesLive, { excludeTestServices: true })("secrets in spans", (it) => {
       yield* Effect.gen(function*() {
         const sources = yield* ByteSource
         const reader = Context.get(yield* Layer.build(TestStack(Layer.succeed(ByteSource, sources))), StreamingReader)
-        const bytes = yield* Stream.runFold(reader.read(secretUrl(server.origin), { acknowledge: "on-pull", destination: "out" }), 0, (n, chunk) => n + chunk.byteLength)
+        const bytes = yield* Stream.runFold(
+          reader.read(secretUrl(server.origin), { acknowledge: "on-pull", destination: "out" }),
+          0,
+          (n, chunk) => n + chunk.byteLength
+        )
         assert.strictEqual(bytes, 300 * 1024)
         server.failNext(1, 302, { location: secretUrl(other.origin) })
-        const redirected = yield* Effect.scoped(Effect.flatMap(sources.open(secretUrl(server.origin)), (handle) =>
-          Effect.flatMap(handle.readFrom(0), (cursor) => cursor.pull(10))))
+        const redirected = yield* Effect.scoped(
+          Effect.flatMap(
+            sources.open(secretUrl(server.origin)),
+            (handle) => Effect.flatMap(handle.readFrom(0), (cursor) => cursor.pull(10))
+          )
+        )
         assert.strictEqual(redirected.byteLength, 10)
         server.failNext(1, 302, { location: "ftp://user:s3cret@x/?token=tok999" })
-        const error = yield* Effect.flip(Effect.scoped(Effect.flatMap(sources.open(secretUrl(server.origin)), (handle) => handle.readFrom(0))))
+        const error = yield* Effect.flip(
+          Effect.scoped(Effect.flatMap(sources.open(secretUrl(server.origin)), (handle) => handle.readFrom(0)))
+        )
         assert.strictEqual(error._tag, "BadRedirect")
         assertNoSecret(error.message, "the error")
       }).pipe(Effect.withTracer(recording.tracer))
@@ -203,7 +243,10 @@ layer(SourcesLive, { excludeTestServices: true })("secrets in spans", (it) => {
       assert.notInclude(dumped, Buffer.from("user:s3cret").toString("base64"), "spans")
       const requests = recording.spans.filter((span) => span.name === "HttpSource.request")
       assert.isTrue(requests.every((span) => Option.isSome(Option.fromNullable(span.attributes.get("url.full")))))
-      assert.strictEqual(server.requestLog()[0]!.headers.authorization, `Basic ${Buffer.from("user:s3cret").toString("base64")}`)
+      assert.strictEqual(
+        server.requestLog()[0]!.headers.authorization,
+        `Basic ${Buffer.from("user:s3cret").toString("base64")}`
+      )
       assert.include(server.requestLog()[0]!.path, "X-Amz-Signature=abcdef123", "the server still gets the real URL")
       assert.include(other.requestLog()[0]!.path, "token=tok999")
       assert.isUndefined(other.requestLog()[0]!.headers.authorization, "credentials stay with their origin")
@@ -219,14 +262,20 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("secrets in the
       const client = yield* HttpClient.HttpClient
       server.failNext(1, 302, { location: secretUrl(other.origin) })
       const bytes = yield* Effect.scoped(
-        Effect.flatMap(makeHttpSource(client, new URL(secretUrl(server.origin))).readFrom(0), (cursor) => cursor.pull(10))
+        Effect.flatMap(
+          makeHttpSource(client, new URL(secretUrl(server.origin))).readFrom(0),
+          (cursor) => cursor.pull(10)
+        )
       ).pipe(Effect.withTracer(recording.tracer))
       assert.strictEqual(bytes.byteLength, 10)
       const hops = recording.spans.filter((span) => span.name === "HttpSource.request")
-      assert.deepStrictEqual(hops.map((span) => [span.attributes.get("url.full"), span.attributes.get("http.response.status_code")]), [
-        [`http://127.0.0.1:${server.port}/file?X-Amz-Signature=***&token=***`, 302],
-        [`http://127.0.0.1:${other.port}/file?X-Amz-Signature=***&token=***`, 206]
-      ])
+      assert.deepStrictEqual(
+        hops.map((span) => [span.attributes.get("url.full"), span.attributes.get("http.response.status_code")]),
+        [
+          [`http://127.0.0.1:${server.port}/file?X-Amz-Signature=***&token=***`, 302],
+          [`http://127.0.0.1:${other.port}/file?X-Amz-Signature=***&token=***`, 206]
+        ]
+      )
       assertNoSecret(recording.dump(), "spans")
       assert.notInclude(recording.dump(), Buffer.from("user:s3cret").toString("base64"), "spans")
       assert.isUndefined(other.requestLog()[0]!.headers.authorization, "credentials stay with their origin")
@@ -237,7 +286,10 @@ interface SqliteDatabase {
   prepare(sql: string): { all(): ReadonlyArray<unknown> }
   close(): void
 }
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(path: string, options?: object) => SqliteDatabase
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  path: string,
+  options?: object
+) => SqliteDatabase
 
 const checkpointSources = (state: string): ReadonlyArray<string> => {
   const db = new Database(state, { readonly: true })
@@ -264,7 +316,19 @@ layer(Layer.empty, { excludeTestServices: true })("secrets through the command l
       const server = yield* makeTestServer({ body })
       const [out, metrics, state] = ["out.bin", "m.prom", "s.db"].map((name) => NodePath.join(dir, name))
       const result = yield* Effect.promise(() =>
-        runCli(["read", secretUrl(server.origin), "--out", out!, "--json", "--metrics", metrics!, "--state", state!, "--checkpoint-every", "1"], {
+        runCli([
+          "read",
+          secretUrl(server.origin),
+          "--out",
+          out!,
+          "--json",
+          "--metrics",
+          metrics!,
+          "--state",
+          state!,
+          "--checkpoint-every",
+          "1"
+        ], {
           cwd: dir
         })
       )
@@ -288,11 +352,30 @@ layer(Layer.empty, { excludeTestServices: true })("secrets through the command l
     Effect.gen(function*() {
       const dir = yield* tempDir
       const body = testBytes(1024 * 1024, 10)
-      const server = yield* makeTestServer({ body, dropAfter: 400_000, writeChunk: 16 * 1024, statusAfter: { requests: 1, status: 503 } })
+      const server = yield* makeTestServer({
+        body,
+        dropAfter: 400_000,
+        writeChunk: 16 * 1024,
+        statusAfter: { requests: 1, status: 503 }
+      })
       const [out, metrics, state] = ["out.bin", "m.prom", "s.db"].map((name) => NodePath.join(dir, name))
       const result = yield* Effect.promise(() =>
         runCli(
-          ["read", secretUrl(server.origin), "--out", out!, "--json", "--metrics", metrics!, "--state", state!, "--retries", "1", "--checkpoint-every", "1"],
+          [
+            "read",
+            secretUrl(server.origin),
+            "--out",
+            out!,
+            "--json",
+            "--metrics",
+            metrics!,
+            "--state",
+            state!,
+            "--retries",
+            "1",
+            "--checkpoint-every",
+            "1"
+          ],
           { cwd: dir }
         )
       )
@@ -303,7 +386,10 @@ layer(Layer.empty, { excludeTestServices: true })("secrets through the command l
       if (NodeFs.existsSync(metrics!)) assertNoSecret(NodeFs.readFileSync(metrics!, "utf8"), "metrics")
       const keys = checkpointSources(state!)
       assert.strictEqual(keys.length, 1, "the checkpoint is kept")
-      assert.match(keys[0]!, /^http:\/\/\*\*\*@127\.0\.0\.1:\d+\/file\?X-Amz-Signature=\*\*\*&token=\*\*\* #[0-9a-f]{16}$/)
+      assert.match(
+        keys[0]!,
+        /^http:\/\/\*\*\*@127\.0\.0\.1:\d+\/file\?X-Amz-Signature=\*\*\*&token=\*\*\* #[0-9a-f]{16}$/
+      )
       assertNoSecret(stateBytes(state!), "state database")
     }))
 
@@ -311,7 +397,14 @@ layer(Layer.empty, { excludeTestServices: true })("secrets through the command l
     Effect.gen(function*() {
       const dir = yield* tempDir
       const result = yield* Effect.promise(() =>
-        runCli(["read", "http://user:s3cret@[bad/x", "--out", NodePath.join(dir, "o"), "--state", NodePath.join(dir, "s.db")], { cwd: dir })
+        runCli([
+          "read",
+          "http://user:s3cret@[bad/x",
+          "--out",
+          NodePath.join(dir, "o"),
+          "--state",
+          NodePath.join(dir, "s.db")
+        ], { cwd: dir })
       )
       assert.strictEqual(result.code, 2)
       const lines = result.stderr.split("\n").filter((line) => line.trim() !== "")

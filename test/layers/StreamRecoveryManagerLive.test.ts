@@ -81,7 +81,10 @@ const failure = <A, E>(exit: Exit.Exit<A, E>): Option.Option<E> =>
 /** Asserts that `exit` failed with an error equal (`Equal.equals`, field by field) to `expected`. */
 const assertFailsWith = <A, E>(exit: Exit.Exit<A, E>, expected: E) => {
   const actual = failure(exit)
-  assert.isTrue(Equal.equals(actual, Option.some(expected)), `expected failure ${String(expected)}, got ${String(exit)}`)
+  assert.isTrue(
+    Equal.equals(actual, Option.some(expected)),
+    `expected failure ${String(expected)}, got ${String(exit)}`
+  )
 }
 
 const seeded = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withRandom(effect, Random.make("recovery"))
@@ -134,7 +137,10 @@ describe("StreamRecoveryManagerLive", () => {
         const last = new HttpStatusError({ source, status: 502 })
         const { exit, waited } = yield* fail(policy, last, 4_096)
         assert.strictEqual(waited, 0)
-        assertFailsWith(exit, new RetriesExhausted({ source, attempts: 4, lastError: last.message, checkpointOffset: 4_096 }))
+        assertFailsWith(
+          exit,
+          new RetriesExhausted({ source, attempts: 4, lastError: last.message, checkpointOffset: 4_096 })
+        )
         assert.strictEqual(yield* policy.retries, 4)
       }).pipe(seeded))
 
@@ -142,7 +148,10 @@ describe("StreamRecoveryManagerLive", () => {
       Effect.gen(function*() {
         const policy = yield* makePolicy(0)
         const { exit } = yield* fail(policy, transient, 12)
-        assertFailsWith(exit, new RetriesExhausted({ source, attempts: 1, lastError: transient.message, checkpointOffset: 12 }))
+        assertFailsWith(
+          exit,
+          new RetriesExhausted({ source, attempts: 1, lastError: transient.message, checkpointOffset: 12 })
+        )
       }))
 
     it.effect("progress starts the count and the backoff again", () =>
@@ -164,7 +173,10 @@ describe("StreamRecoveryManagerLive", () => {
         assert.isAtMost(second[0]!, 100, "the backoff did not start again after progress")
         assert.isAtLeast(second[2]!, 200)
         const { exit } = yield* fail(policy, transient, 99)
-        assertFailsWith(exit, new RetriesExhausted({ source, attempts: 4, lastError: transient.message, checkpointOffset: 99 }))
+        assertFailsWith(
+          exit,
+          new RetriesExhausted({ source, attempts: 4, lastError: transient.message, checkpointOffset: 99 })
+        )
         assert.strictEqual(yield* policy.retries, 7)
       }).pipe(seeded))
 
@@ -190,15 +202,20 @@ describe("StreamRecoveryManagerLive", () => {
         }
       }).pipe(seeded))
 
-    it.effect.prop("every delay stays within its jitter band, whatever the random seed", [fc.integer()], ([seed]) =>
-      Effect.gen(function*() {
-        const policy = yield* makePolicy(8, "5 seconds")
-        for (let attempt = 0; attempt < 8; attempt++) {
-          const { waited } = yield* fail(policy)
-          assert.isAtLeast(waited, Math.min(50 * 2 ** attempt, 5_000))
-          assert.isAtMost(waited, Math.min(100 * 2 ** attempt, 5_000))
-        }
-      }).pipe(Effect.withRandom(Random.make(seed))), { fastCheck: { numRuns: 10 } })
+    it.effect.prop(
+      "every delay stays within its jitter band, whatever the random seed",
+      [fc.integer()],
+      ([seed]) =>
+        Effect.gen(function*() {
+          const policy = yield* makePolicy(8, "5 seconds")
+          for (let attempt = 0; attempt < 8; attempt++) {
+            const { waited } = yield* fail(policy)
+            assert.isAtLeast(waited, Math.min(50 * 2 ** attempt, 5_000))
+            assert.isAtMost(waited, Math.min(100 * 2 ** attempt, 5_000))
+          }
+        }).pipe(Effect.withRandom(Random.make(seed))),
+      { fastCheck: { numRuns: 10 } }
+    )
 
     it.effect("Retry-After is waited for when longer than the backoff", () =>
       Effect.gen(function*() {

@@ -45,7 +45,9 @@ describe("StreamingReader: acknowledgement", () => {
       let expected = 0
       for (const chunk of chunks) {
         assert.strictEqual(chunk.offset, expected)
-        assert.isTrue(Buffer.from(chunk.bytes).equals(Buffer.from(bytes.subarray(expected, expected + chunk.bytes.length))))
+        assert.isTrue(
+          Buffer.from(chunk.bytes).equals(Buffer.from(bytes.subarray(expected, expected + chunk.bytes.length)))
+        )
         expected += chunk.bytes.length
       }
       assert.strictEqual(expected, bytes.length)
@@ -72,7 +74,9 @@ describe("StreamingReader: acknowledgement", () => {
         )
       )
       assert.isAbove(saves.length, 2)
-      for (const save of saves) assert.include(committed, save.offset, `checkpoint ${save.offset} is a committed batch end`)
+      for (const save of saves) {
+        assert.include(committed, save.offset, `checkpoint ${save.offset} is a committed batch end`)
+      }
     }))
 
   it.scoped("a read stopped part-way checkpoints the acknowledged offset, and the next read starts there, inside a chunk", () =>
@@ -85,7 +89,9 @@ describe("StreamingReader: acknowledgement", () => {
         yield* session.chunks.pipe(
           Stream.takeWhile((chunk) => chunk.offset < 80_000),
           Stream.runForEach((chunk) =>
-            chunk.offset <= recordEnd && recordEnd < chunk.offset + chunk.bytes.length ? session.acknowledge(recordEnd) : Effect.void
+            chunk.offset <= recordEnd && recordEnd < chunk.offset + chunk.bytes.length
+              ? session.acknowledge(recordEnd)
+              : Effect.void
           )
         )
         return yield* session.acknowledged
@@ -151,7 +157,9 @@ describe("StreamingReader: acknowledgement", () => {
     Effect.gen(function*() {
       const bytes = testBytes(64 * KiB, 8)
       const { reader } = yield* env(bytes, { validator: "strong" })
-      const error = yield* Effect.flip(reader.open(source, {}, { offset: 1000, identity: { size: bytes.length, etag: "\"other\"" } }))
+      const error = yield* Effect.flip(
+        reader.open(source, {}, { offset: 1000, identity: { size: bytes.length, etag: "\"other\"" } })
+      )
       assert.strictEqual(error._tag, "SourceChanged")
     }))
 

@@ -128,7 +128,12 @@ layer(TestEnv)("StreamingReader (basic)", (it) => {
 describe("ByteSource (file)", () => {
   it.scoped("a permission error from the file system is AccessDenied", () =>
     Effect.gen(function*() {
-      const denied = new SystemError({ reason: "PermissionDenied", module: "FileSystem", method: "stat", pathOrDescriptor: "/secret" })
+      const denied = new SystemError({
+        reason: "PermissionDenied",
+        module: "FileSystem",
+        method: "stat",
+        pathOrDescriptor: "/secret"
+      })
       const fsLayer = Layer.succeed(FileSystem.FileSystem, FileSystem.makeNoop({ stat: () => Effect.fail(denied) }))
       const sources = yield* Effect.provide(
         ByteSource,

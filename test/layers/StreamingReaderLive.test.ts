@@ -39,7 +39,13 @@ const faultyEnv = (bytes: Uint8Array, faults: ReadonlyArray<Fault>) =>
 
 const source = "https://objects.test/data.bin"
 const destination = "/out/data.bin"
-const fastRetries: ReadOptionsInput = { acknowledge: "on-pull", maxRetryDelayMs: 1_000, stallTimeoutMs: 2_000, chunkSize: 32 * KiB, minChunk: 4 * KiB }
+const fastRetries: ReadOptionsInput = {
+  acknowledge: "on-pull",
+  maxRetryDelayMs: 1_000,
+  stallTimeoutMs: 2_000,
+  chunkSize: 32 * KiB,
+  minChunk: 4 * KiB
+}
 
 describe("StreamingReader (enhanced)", () => {
   it.scoped("reads through cuts, 503s, a stall and a dropped connection byte-exact, resuming where it stood", () =>
@@ -60,13 +66,18 @@ describe("StreamingReader (enhanced)", () => {
       assert.strictEqual(log.fired.length, faults.length)
       assert.deepStrictEqual(log.attempts, [0, 100_000, 300_000, 500_000, 500_000, 1_000_000])
       const store = Context.get(context, CheckpointStore)
-      assert.isTrue(Option.isNone(yield* store.load({ source, destination })), "the checkpoint is deleted after success")
+      assert.isTrue(
+        Option.isNone(yield* store.load({ source, destination })),
+        "the checkpoint is deleted after success"
+      )
     }))
 
   it.scoped("a fatal error ends the read at once, keeping a checkpoint of what the consumer had", () =>
     Effect.gen(function*() {
       const bytes = testBytes(512 * KiB, 4)
-      const { context, injection } = yield* faultyEnv(bytes, [Fail({ at: 200_000, error: new SourceNotFound({ source }) })])
+      const { context, injection } = yield* faultyEnv(bytes, [
+        Fail({ at: 200_000, error: new SourceNotFound({ source }) })
+      ])
       const reader = Context.get(context, StreamingReader)
       const received = yield* Ref.make(0)
       const error = yield* reader.read(source, { ...fastRetries, destination, checkpointEvery: 1 }).pipe(
@@ -251,7 +262,9 @@ describe("chunk ownership", () => {
   const fileEnv = (path: string) =>
     Effect.gen(function*() {
       const context = yield* Layer.build(
-        TestStack(ByteSourceLive.layer.pipe(Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici))))
+        TestStack(
+          ByteSourceLive.layer.pipe(Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici)))
+        )
       )
       return { reader: Context.get(context, StreamingReader), path }
     })

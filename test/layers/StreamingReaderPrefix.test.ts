@@ -49,7 +49,9 @@ describe("StreamingReader: sources without a strong validator", () => {
   it.scoped("a cut is resumed by reading again from byte 0, and the output is byte-exact", () =>
     Effect.gen(function*() {
       const bytes = testBytes(600 * KiB, 21)
-      const { injection, reader } = yield* env(bytes, [Cut({ at: 200_000 }), Cut({ at: 450_000 })], { validator: "weak" })
+      const { injection, reader } = yield* env(bytes, [Cut({ at: 200_000 }), Cut({ at: 450_000 })], {
+        validator: "weak"
+      })
       const chunks = yield* withTestClock(Stream.runCollect(reader.read(source, options)))
       assert.isTrue(concat(chunks).equals(Buffer.from(bytes)))
       assert.deepStrictEqual((yield* injection.log).attempts, [0, 0, 0])

@@ -120,8 +120,12 @@ describe("errorLine and exitCodeFor", () => {
       "invalid option --memory-limit: 0B (allowed: 1MiB to 64GiB)"
     )
     const flags: ReadonlyArray<readonly [string, string]> = [
-      ["chunkSize", "--chunk-size"], ["minChunk", "--min-chunk"], ["maxChunk", "--max-chunk"],
-      ["checkpointEvery", "--checkpoint-every"], ["retries", "--retries"], ["rate", "--rate"],
+      ["chunkSize", "--chunk-size"],
+      ["minChunk", "--min-chunk"],
+      ["maxChunk", "--max-chunk"],
+      ["checkpointEvery", "--checkpoint-every"],
+      ["retries", "--retries"],
+      ["rate", "--rate"],
       ["concurrency", "--concurrency"]
     ]
     for (const [option, flag] of flags) {
@@ -137,6 +141,9 @@ describe("errorLine and exitCodeFor", () => {
     assert.strictEqual(exitCodeFor(new OutputLocked({ path: "/o", pid: 1, host: "h" })), ExitCode.ReadFailed)
     const refused = new OutputFailed({ path: "/o", reason: "the output is the source", atOpen: true })
     assert.strictEqual(exitCodeFor(refused), ExitCode.BadInput)
-    assert.strictEqual(exitCodeFor(new OutputFailed({ path: "/o", reason: "no space", atOpen: false })), ExitCode.ReadFailed)
+    assert.strictEqual(
+      exitCodeFor(new OutputFailed({ path: "/o", reason: "no space", atOpen: false })),
+      ExitCode.ReadFailed
+    )
   })
 })

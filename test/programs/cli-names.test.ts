@@ -70,8 +70,13 @@ describe("output names under --out-dir", () => {
 
   it("names are distinct, avoid each other's .partial and .lock, and are the same for the same sources", () => {
     const sources = [
-      "http://h/a/f.bin", "http://h/b/f.bin", "http://h/c/f.bin", "http://h/f.bin.partial", "http://h/g.lock",
-      "http://h/g", "http://h/f.bin.1"
+      "http://h/a/f.bin",
+      "http://h/b/f.bin",
+      "http://h/c/f.bin",
+      "http://h/f.bin.partial",
+      "http://h/g.lock",
+      "http://h/g",
+      "http://h/f.bin.1"
     ]
     const names = outputNames(sources)
     assert.deepStrictEqual(names, ["f.bin", "f.bin.1", "f.bin.2", "f.bin.partial.1", "g.lock", "g.1", "f.bin.1.1"])
@@ -92,21 +97,51 @@ describe("output names under --out-dir", () => {
       const outDir = NodePath.join(dir, "out")
       NodeFs.mkdirSync(outDir)
       const paths = [
-        "/%2e%2e%2fevil", "/a%2fb", "/..", "/", "/a%00b", "/x%0ay", "/q/same.bin", "/r/same.bin", "/same.bin.partial",
+        "/%2e%2e%2fevil",
+        "/a%2fb",
+        "/..",
+        "/",
+        "/a%00b",
+        "/x%0ay",
+        "/q/same.bin",
+        "/r/same.bin",
+        "/same.bin.partial",
         "/t.bin?sig=secret#frag"
       ]
       const args = [
-        "read", ...paths.map((path) => origin + path), "--out-dir", outDir, "--state", NodePath.join(dir, "state.db"),
+        "read",
+        ...paths.map((path) => origin + path),
+        "--out-dir",
+        outDir,
+        "--state",
+        NodePath.join(dir, "state.db"),
         "--quiet"
       ]
       const result = yield* Effect.promise(() => runCli(args))
       assert.strictEqual(result.code, 0, result.stderr)
       const expected = [
-        ".._evil", "a_b", "index", "index.1", "a_b.1", "x_y", "same.bin", "same.bin.1", "same.bin.partial.1", "t.bin"
+        ".._evil",
+        "a_b",
+        "index",
+        "index.1",
+        "a_b.1",
+        "x_y",
+        "same.bin",
+        "same.bin.1",
+        "same.bin.partial.1",
+        "t.bin"
       ]
       assert.deepStrictEqual(filesUnder(outDir), [...expected].sort())
       const served = [
-        "/%2e%2e%2fevil", "/a%2fb", "/", "/", "/a%00b", "/x%0ay", "/q/same.bin", "/r/same.bin", "/same.bin.partial",
+        "/%2e%2e%2fevil",
+        "/a%2fb",
+        "/",
+        "/",
+        "/a%00b",
+        "/x%0ay",
+        "/q/same.bin",
+        "/r/same.bin",
+        "/same.bin.partial",
         "/t.bin?sig=secret"
       ]
       expected.forEach((name, i) =>

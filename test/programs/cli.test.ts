@@ -33,7 +33,16 @@ describe("streaming-reader read (end to end)", () => {
       assert.isTrue(NodeFs.readFileSync(out).equals(Buffer.from(bytes)))
       const summary = JSON.parse(result.stdout.trim())
       assert.deepStrictEqual(Object.keys(summary), [
-        "source", "bytes", "sha256", "chunks", "retries", "resumedFrom", "durationMs", "mbPerSec", "p95ChunkMs", "peakRssMb"
+        "source",
+        "bytes",
+        "sha256",
+        "chunks",
+        "retries",
+        "resumedFrom",
+        "durationMs",
+        "mbPerSec",
+        "p95ChunkMs",
+        "peakRssMb"
       ])
       assert.strictEqual(summary.source, source)
       assert.strictEqual(summary.bytes, bytes.length)
@@ -63,7 +72,14 @@ describe("streaming-reader read (end to end)", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const source = writeFile(dir, "s.bin", testBytes(100 * KiB))
-      const result = yield* cli(["read", source, "--out", NodePath.join(dir, "o.bin"), "--expect-sha256", "00".repeat(32)])
+      const result = yield* cli([
+        "read",
+        source,
+        "--out",
+        NodePath.join(dir, "o.bin"),
+        "--expect-sha256",
+        "00".repeat(32)
+      ])
       assert.strictEqual(result.code, 1)
       assertOneLine(result.stderr, "sha256 mismatch")
     }))
@@ -74,7 +90,11 @@ describe("streaming-reader read (end to end)", () => {
       ["directory", (dir) => [dir], "is a directory, not a file"],
       ["unsupported scheme", () => ["ftp://example.com/file"], "invalid URL ftp://example.com/file"],
       ["malformed URL", () => ["http://[oops/file"], "invalid URL"],
-      ["bad size", (dir) => [writeFile(dir, "a.bin", testBytes(10)), "--chunk-size", "12XB"], "--chunk-size: not a size: 12XB"],
+      [
+        "bad size",
+        (dir) => [writeFile(dir, "a.bin", testBytes(10)), "--chunk-size", "12XB"],
+        "--chunk-size: not a size: 12XB"
+      ],
       [
         "chunk size out of range",
         (dir) => [writeFile(dir, "a.bin", testBytes(10)), "--chunk-size", "1MiB"],
@@ -98,7 +118,14 @@ describe("streaming-reader read (end to end)", () => {
   it.scopedLive("a refused connection is a failed read: exit 1 and one line", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const result = yield* cli(["read", "http://127.0.0.1:9/file.bin", "--out", NodePath.join(dir, "o"), "--retries", "0"])
+      const result = yield* cli([
+        "read",
+        "http://127.0.0.1:9/file.bin",
+        "--out",
+        NodePath.join(dir, "o"),
+        "--retries",
+        "0"
+      ])
       assert.strictEqual(result.code, 1)
       assertOneLine(result.stderr, "connection refused")
     }))
@@ -141,8 +168,21 @@ describe("streaming-reader read (end to end)", () => {
       const dir = yield* tempDir
       const server = yield* makeTestServer({ body: testBytes(512 * KiB, 3), etag: "\"v1\"", stallAfter: 128 * KiB })
       const argsFor = (name: string) => [
-        "read", server.url("/file"), "--out", NodePath.join(dir, name), "--state", NodePath.join(dir, `${name}.db`),
-        "--chunk-size", "32KiB", "--min-chunk", "32KiB", "--max-chunk", "32KiB", "--checkpoint-every", "1", "--quiet"
+        "read",
+        server.url("/file"),
+        "--out",
+        NodePath.join(dir, name),
+        "--state",
+        NodePath.join(dir, `${name}.db`),
+        "--chunk-size",
+        "32KiB",
+        "--min-chunk",
+        "32KiB",
+        "--max-chunk",
+        "32KiB",
+        "--checkpoint-every",
+        "1",
+        "--quiet"
       ]
       // Two copies stopped part-way, each with a checkpoint; their partial files are then overwritten,
       // so resuming them logs a warning and copies again from byte 0.

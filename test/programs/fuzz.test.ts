@@ -128,7 +128,15 @@ describe("fuzz: the command line against hostile servers", () => {
             const dir = yield* tempDir
             const server = yield* makeHostileServer(baseSeed + batches * sourcesPerBatch + index)
             const out = NodePath.join(dir, "copy.bin")
-            const run = yield* runBounded(["read", server.url, "--out", out, "--state", NodePath.join(dir, "s.db"), ...options], dir)
+            const run = yield* runBounded([
+              "read",
+              server.url,
+              "--out",
+              out,
+              "--state",
+              NodePath.join(dir, "s.db"),
+              ...options
+            ], dir)
             return judge(run, [server], () => out).length
           }))
 

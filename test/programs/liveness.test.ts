@@ -79,7 +79,17 @@ describe("liveness (end to end)", () => {
       const { url } = yield* trickleServer(body, 512, 100)
       const out = NodePath.join(dir, "slow.bin")
       const result = yield* Effect.promise(() =>
-        runCli(["read", url, "--out", out, "--stall-timeout", "2s", "--json", "--state", NodePath.join(dir, "state.db")])
+        runCli([
+          "read",
+          url,
+          "--out",
+          out,
+          "--stall-timeout",
+          "2s",
+          "--json",
+          "--state",
+          NodePath.join(dir, "state.db")
+        ])
       )
       assert.strictEqual(result.code, 0, result.stderr)
       assert.isTrue(NodeFs.readFileSync(out).equals(Buffer.from(body)), "byte-identical")
@@ -95,9 +105,21 @@ describe("liveness (end to end)", () => {
       const bytes = testBytes(64 * KiB, 43)
       const source = writeFile(dir, "source.bin", bytes)
       const out = NodePath.join(dir, "copy.bin")
-      const run = yield* Effect.fork(Effect.promise(() =>
-        runCli(["read", source, "--out", out, "--rate", "16KiB/s", "--json", "--state", NodePath.join(dir, "state.db")])
-      ))
+      const run = yield* Effect.fork(
+        Effect.promise(() =>
+          runCli([
+            "read",
+            source,
+            "--out",
+            out,
+            "--rate",
+            "16KiB/s",
+            "--json",
+            "--state",
+            NodePath.join(dir, "state.db")
+          ])
+        )
+      )
       // Start-up takes a while and varies; sample from the first bytes on.
       let first = 0
       for (let waited = 0; first === 0 && waited < 20_000; waited += 25) {

@@ -65,7 +65,10 @@ interface SqliteDatabase {
   prepare(sql: string): { get(): unknown }
   close(): void
 }
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(path: string, options?: object) => SqliteDatabase
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(
+  path: string,
+  options?: object
+) => SqliteDatabase
 
 /** The offset of the one checkpoint in a state database. */
 const checkpointOffset = (state: string): number => {
@@ -170,7 +173,16 @@ describe("partial file and rename", () => {
       const dir = yield* tempDir
       const source = writeFile(dir, "source.bin", testBytes(3 * MiB, 7))
       const out = NodePath.join(dir, "out.bin")
-      const copying = startCli(["read", source, "--out", out, "--rate", "2MiB/s", "--state", NodePath.join(dir, "s.db")])
+      const copying = startCli([
+        "read",
+        source,
+        "--out",
+        out,
+        "--rate",
+        "2MiB/s",
+        "--state",
+        NodePath.join(dir, "s.db")
+      ])
       assert.isTrue(yield* until(() => sizeOf(`${out}.partial`) > 0))
       assert.isFalse(NodeFs.existsSync(out), "nothing at the final path while copying")
       assert.isTrue(NodeFs.existsSync(`${out}.lock`))
@@ -187,13 +199,31 @@ describe("partial file and rename", () => {
       const source = writeFile(dir, "source.bin", testBytes(400_000, 8))
       const fresh = NodePath.join(dir, "fresh.bin")
       const wrong = "0".repeat(64)
-      const first = yield* cli(["read", source, "--out", fresh, "--expect-sha256", wrong, "--state", NodePath.join(dir, "s.db")])
+      const first = yield* cli([
+        "read",
+        source,
+        "--out",
+        fresh,
+        "--expect-sha256",
+        wrong,
+        "--state",
+        NodePath.join(dir, "s.db")
+      ])
       assert.strictEqual(first.code, 1, first.stderr)
       assertOneLine(first.stderr, "sha256 mismatch")
       assert.isFalse(NodeFs.existsSync(fresh))
       assert.isFalse(NodeFs.existsSync(`${fresh}.partial`))
       const older = writeFile(dir, "older.bin", testBytes(1000, 9))
-      const second = yield* cli(["read", source, "--out", older, "--expect-sha256", wrong, "--state", NodePath.join(dir, "s.db")])
+      const second = yield* cli([
+        "read",
+        source,
+        "--out",
+        older,
+        "--expect-sha256",
+        wrong,
+        "--state",
+        NodePath.join(dir, "s.db")
+      ])
       assert.strictEqual(second.code, 1, second.stderr)
       assert.isTrue(NodeFs.readFileSync(older).equals(Buffer.from(testBytes(1000, 9))))
     }))
@@ -396,7 +426,16 @@ describe("HTTP objects without a strong validator", () => {
         const server = yield* makeWeakServer(first, etag)
         server.state.dropAt = 500_000
         const out = NodePath.join(dir, "out.bin")
-        const args = ["read", server.url, "--out", out, "--state", NodePath.join(dir, "s.db"), "--checkpoint-every", "1"]
+        const args = [
+          "read",
+          server.url,
+          "--out",
+          out,
+          "--state",
+          NodePath.join(dir, "s.db"),
+          "--checkpoint-every",
+          "1"
+        ]
         const failed = yield* cli([...args, "--retries", "0"])
         assert.strictEqual(failed.code, 1, failed.stderr)
         assert.isAbove(sizeOf(`${out}.partial`), 0)
@@ -415,7 +454,16 @@ describe("HTTP objects without a strong validator", () => {
         const server = yield* makeWeakServer(bytes, etag)
         server.state.dropAt = 500_000
         const out = NodePath.join(dir, "out.bin")
-        const args = ["read", server.url, "--out", out, "--state", NodePath.join(dir, "s.db"), "--checkpoint-every", "1"]
+        const args = [
+          "read",
+          server.url,
+          "--out",
+          out,
+          "--state",
+          NodePath.join(dir, "s.db"),
+          "--checkpoint-every",
+          "1"
+        ]
         const failed = yield* cli([...args, "--retries", "0"])
         assert.strictEqual(failed.code, 1, failed.stderr)
         const result = yield* cli([...args, "--json"])

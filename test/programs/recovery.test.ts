@@ -132,7 +132,18 @@ describe("crash and resume (SIGKILL, end to end)", () => {
       const bytes = testBytes(48 * MiB, 31)
       const source = writeFile(dir, "source.bin", bytes)
       const out = NodePath.join(dir, "out.bin")
-      const args = ["read", source, "--out", out, "--state", NodePath.join(dir, "s.db"), "--checkpoint-every", "1", "--rate", "48MiB/s"]
+      const args = [
+        "read",
+        source,
+        "--out",
+        out,
+        "--state",
+        NodePath.join(dir, "s.db"),
+        "--checkpoint-every",
+        "1",
+        "--rate",
+        "48MiB/s"
+      ]
       let killed = 0
       for (const at of killPoints(bytes.length, 6, 7)) {
         if (yield* killPartWay(args, out, at)) killed++
@@ -143,7 +154,7 @@ describe("crash and resume (SIGKILL, end to end)", () => {
       const summary = JSON.parse(result.stdout)
       assert.isAbove(summary.resumedFrom, 0)
       assert.isTrue(NodeFs.readFileSync(out).equals(Buffer.from(bytes)))
-      assert.strictEqual(summary.sha256, (yield* Effect.promise(() => sha256File(source))))
+      assert.strictEqual(summary.sha256, yield* Effect.promise(() => sha256File(source)))
     }))
 
   it.scopedLive("an HTTP copy killed at 5 points resumes each time and ends byte-exact", () =>
@@ -152,7 +163,18 @@ describe("crash and resume (SIGKILL, end to end)", () => {
       const bytes = testBytes(32 * MiB, 32)
       const server = yield* makeTestServer({ body: bytes, etag: "\"v1\"" })
       const out = NodePath.join(dir, "out.bin")
-      const args = ["read", server.url(), "--out", out, "--state", NodePath.join(dir, "s.db"), "--checkpoint-every", "1", "--rate", "32MiB/s"]
+      const args = [
+        "read",
+        server.url(),
+        "--out",
+        out,
+        "--state",
+        NodePath.join(dir, "s.db"),
+        "--checkpoint-every",
+        "1",
+        "--rate",
+        "32MiB/s"
+      ]
       let killed = 0
       for (const at of killPoints(bytes.length, 5, 11)) {
         if (yield* killPartWay(args, out, at)) killed++

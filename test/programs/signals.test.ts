@@ -48,9 +48,22 @@ describe("stop signals (end to end)", () => {
         const out = NodePath.join(dir, "out.bin")
         // No periodic checkpoint: only the one saved when the signal stops the read can resume it.
         const args = [
-          "read", server.url("/file"), "--out", out, "--state", NodePath.join(dir, "state.db"),
-          "--chunk-size", "32KiB", "--min-chunk", "32KiB", "--max-chunk", "32KiB",
-          "--checkpoint-every", "1000000", "--json", "--quiet"
+          "read",
+          server.url("/file"),
+          "--out",
+          out,
+          "--state",
+          NodePath.join(dir, "state.db"),
+          "--chunk-size",
+          "32KiB",
+          "--min-chunk",
+          "32KiB",
+          "--max-chunk",
+          "32KiB",
+          "--checkpoint-every",
+          "1000000",
+          "--json",
+          "--quiet"
         ]
         const child = yield* started(args)
         yield* waitUntil("the first bytes in the output", () => writtenFor(out) >= 256 * KiB)

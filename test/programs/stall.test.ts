@@ -15,7 +15,9 @@ import { tempDir } from "../support/files.js"
 const listen = (server: Net.Server) =>
   Effect.acquireRelease(
     Effect.promise(() =>
-      new Promise<number>((resolve) => server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port)))
+      new Promise<number>((resolve) =>
+        server.listen(0, "127.0.0.1", () => resolve((server.address() as Net.AddressInfo).port))
+      )
     ),
     () => Effect.sync(() => server.close())
   )

@@ -133,7 +133,6 @@ const QueueLive = Layer.scoped(
 const withQueue = <A, E>(f: (env: Context.Tag.Service<Queue>) => Effect.Effect<A, E, Scope.Scope>) =>
   Effect.flatMap(Queue, f).pipe(Effect.provide(QueueLive))
 
-
 const sizeOf = (path: string) => {
   try {
     return NodeFs.statSync(path).size
@@ -167,7 +166,9 @@ describe.skipIf(skipPostgres)("workers sharing jobs through PostgreSQL (end to e
         yield* waitFor(
           "every job done",
           Effect.map(queue.list, (jobs) => {
-            const failed = jobs.find((job) => job.state === "failed")
+            const failed = jobs.find((job) =>
+              job.state === "failed"
+            )
             assert.isUndefined(failed, `job ${failed?.id} failed: ${failed?.lastError}`)
             return jobs.every((job) => job.state === "done") ? jobs : undefined
           }),
@@ -216,8 +217,10 @@ describe.skipIf(skipPostgres)("workers sharing jobs through PostgreSQL (end to e
         yield* Effect.promise(() => a.exited)
         const taken = yield* waitFor(
           "B to take the job over",
-          Effect.map(queue.get(job.id), (row) => row.owner === "B" ? row : undefined)
-        , 10_000, 10)
+          Effect.map(queue.get(job.id), (row) => row.owner === "B" ? row : undefined),
+          10_000,
+          10
+        )
         const claimed = yield* waitFor("B's claim event", () => b.events().find((e) => e.event === "claimed"))
         const takeoverMs = Date.parse(claimed.at) - killedAt
         const done = yield* waitFor("B to finish", () => b.events().find((e) => e.event === "done"))
@@ -255,8 +258,10 @@ describe.skipIf(skipPostgres)("workers sharing jobs through PostgreSQL (end to e
         a.signal("SIGSTOP")
         const taken = yield* waitFor(
           "B to take the job over",
-          Effect.map(queue.get(job.id), (row) => row.owner === "B" ? row : undefined)
-        , 10_000, 10)
+          Effect.map(queue.get(job.id), (row) => row.owner === "B" ? row : undefined),
+          10_000,
+          10
+        )
         const claimedByB = yield* waitFor("B's claim event", () => b.events().find((e) => e.event === "claimed"))
         const takeoverMs = Date.parse(claimedByB.at) - stoppedAt
         yield* waitFor("B to finish", () => b.events().find((e) => e.event === "done"))
@@ -372,7 +377,10 @@ describe.skipIf(skipPostgres)("workers sharing jobs through PostgreSQL (end to e
         const cases: ReadonlyArray<readonly [ReadonlyArray<string>, RegExp]> = [
           [["jobs", "--postgres", `postgres://reader:hunter2@127.0.0.1:${port}/jobs`], /ECONNREFUSED/],
           [["worker", "--postgres", `postgres://reader:hunter2@127.0.0.1:${port}/jobs`], /ECONNREFUSED/],
-          [["enqueue", "/data/a.bin", "--out-dir", "/tmp", "--postgres", wrongPasswordUrl(url)], /password authentication failed/],
+          [
+            ["enqueue", "/data/a.bin", "--out-dir", "/tmp", "--postgres", wrongPasswordUrl(url)],
+            /password authentication failed/
+          ],
           [["jobs", "--postgres", "mysql://reader:hunter2@db/jobs"], /unsupported scheme mysql:/],
           [["jobs", "4242", "--postgres", url], /no job with id 4242/]
         ]

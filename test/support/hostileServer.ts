@@ -131,15 +131,25 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
       }
 
       const head = (status: number, reason: string, headers: ReadonlyArray<readonly [string, string | number]>) =>
-        `HTTP/1.1 ${status} ${reason}\r\n${headers.map(([name, value]) => `${name}: ${value}\r\n`).join("")}Connection: close\r\n\r\n`
+        `HTTP/1.1 ${status} ${reason}\r\n${
+          headers.map(([name, value]) => `${name}: ${value}\r\n`).join("")
+        }Connection: close\r\n\r\n`
 
       const answer = (socket: Net.Socket, request: Request) => {
-        const log = (text: string) => answers.push({ request: `${request.method} ${request.path} range=${request.headers["range"] ?? "-"} if-range=${request.headers["if-range"] ?? "-"}`, answer: text })
+        const log = (text: string) =>
+          answers.push({
+            request: `${request.method} ${request.path} range=${request.headers["range"] ?? "-"} if-range=${
+              request.headers["if-range"] ?? "-"
+            }`,
+            answer: text
+          })
         const finish = (text: string, data: string | Uint8Array) => {
           log(text)
           socket.end(data)
         }
-        if (!request.path.startsWith(path)) return finish("404 (wrong path)", head(404, "Not Found", [["Content-Length", 0]]))
+        if (!request.path.startsWith(path)) {
+          return finish("404 (wrong path)", head(404, "Not Found", [["Content-Length", 0]]))
+        }
         if (prng.chance(0.03)) version += 1 // a new ETag for the same bytes
 
         const kind = prng.pick({ serve: 80, status416: 3, status500: 5, status503: 6, redirect: 6, notFound: 0.5 })
@@ -148,20 +158,30 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
           return finish(`${status}`, head(status, "Unavailable", [["Content-Length", 0]]))
         }
         if (kind === "notFound") return finish("404", head(404, "Not Found", [["Content-Length", 0]]))
-        if (kind === "redirect") return finish("302 to itself", head(302, "Found", [["Location", path], ["Content-Length", 0]]))
+        if (kind === "redirect") {
+          return finish("302 to itself", head(302, "Found", [["Location", path], ["Content-Length", 0]]))
+        }
 
         const range = parseRangeHeader(request.headers["range"])
         const offset = range?.end === undefined ? range?.start : undefined
         if (kind === "status416") {
-          return finish(`416 */${size}`, head(416, "Range Not Satisfiable", [["Content-Range", formatUnsatisfiedRange(size)], ["Content-Length", 0]]))
+          return finish(
+            `416 */${size}`,
+            head(416, "Range Not Satisfiable", [["Content-Range", formatUnsatisfiedRange(size)], ["Content-Length", 0]])
+          )
         }
         const ifRange = request.headers["if-range"]
         const tag = etag()
         const ifRangeHolds = ifRange === undefined ||
-          (ifRange.startsWith("\"") ? tag !== undefined && !tag.startsWith("W/") && ifRange === tag : ifRange === lastModified)
+          (ifRange.startsWith("\"")
+            ? tag !== undefined && !tag.startsWith("W/") && ifRange === tag
+            : ifRange === lastModified)
         const ranged = prng.chance(0.85) && offset !== undefined && ifRangeHolds
         if (ranged && offset >= size) {
-          return finish(`416 */${size} (at the end)`, head(416, "Range Not Satisfiable", [["Content-Range", formatUnsatisfiedRange(size)], ["Content-Length", 0]]))
+          return finish(
+            `416 */${size} (at the end)`,
+            head(416, "Range Not Satisfiable", [["Content-Range", formatUnsatisfiedRange(size)], ["Content-Length", 0]])
+          )
         }
 
         // What is sent: object[start, start + length) (true bytes), framed as the headers say.
@@ -169,7 +189,10 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
         const start = ranged ? offset : 0
         const capped = ranged && prng.chance(0.1) ? prng.int(1, size - start) : size - start
         let length = capped
-        const headers: Array<[string, string | number]> = [["Content-Type", "application/octet-stream"], ...validatorHeaders()]
+        const headers: Array<[string, string | number]> = [
+          ["Content-Type", "application/octet-stream"],
+          ...validatorHeaders()
+        ]
         const notes: Array<string> = []
         let status = 200
         if (ranged) {
@@ -193,7 +216,9 @@ export const makeHostileServer = (seed: number): Effect.Effect<HostileServer, ne
         }
 
         // How the body is framed, and how it goes wrong.
-        const framing = lie ? prng.pick({ exact: 2, short: status === 206 ? 2 : 0, long: 2, chunked: 2 }) : prng.pick({ exact: 9, chunked: 1 })
+        const framing = lie
+          ? prng.pick({ exact: 2, short: status === 206 ? 2 : 0, long: 2, chunked: 2 })
+          : prng.pick({ exact: 9, chunked: 1 })
         let declared = length
         if (framing === "short") declared = prng.int(0, Math.max(0, length - 1))
         if (framing === "long") declared = length + prng.int(1, 5000)

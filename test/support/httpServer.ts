@@ -153,9 +153,10 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
         dataRequests += 1
         if (options.date === null) res.sendDate = false
         else if (options.date !== undefined) res.setHeader("date", options.date)
-        const failure = failures.shift() ?? (options.statusAfter !== undefined && dataRequests > options.statusAfter.requests
-          ? { status: options.statusAfter.status, headers: {} }
-          : undefined)
+        const failure = failures.shift() ??
+          (options.statusAfter !== undefined && dataRequests > options.statusAfter.requests
+            ? { status: options.statusAfter.status, headers: {} }
+            : undefined)
         if (failure !== undefined) {
           res.writeHead(failure.status, failure.headers)
           return res.end()
@@ -297,4 +298,3 @@ export const unusedPort: Effect.Effect<number> = Effect.async<number>((resume) =
     server.close(() => resume(Effect.succeed(port)))
   })
 })
-

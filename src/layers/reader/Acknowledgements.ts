@@ -7,7 +7,12 @@
 import type { Hash } from "node:crypto"
 import { Clock, Effect } from "effect"
 import type { SourceIdentity } from "../../services/ByteSource.js"
-import type { CheckpointKey, CheckpointStoreError, CheckpointStoreShape, OutputCheck } from "../../services/CheckpointStore.js"
+import type {
+  CheckpointKey,
+  CheckpointStoreError,
+  CheckpointStoreShape,
+  OutputCheck
+} from "../../services/CheckpointStore.js"
 import type { ReadStart } from "../../services/StreamingReader.js"
 
 /** The acknowledgements of one read. */
@@ -128,7 +133,8 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
       emitted += bytes.length
       ends.push(emitted)
     },
-    checkpointDue: (end) => key !== undefined && end > acknowledged && sinceCheckpoint + chunksEndingBy(end) >= context.checkpointEvery,
+    checkpointDue: (end) =>
+      key !== undefined && end > acknowledged && sinceCheckpoint + chunksEndingBy(end) >= context.checkpointEvery,
     acknowledge: (end, output) =>
       Effect.suspend(() => {
         if (end <= acknowledged) return Effect.void
@@ -140,7 +146,9 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
           head++
           sinceCheckpoint++
         }
-        if (head < hashed.length && hashed[head] !== undefined && hashed[head]!.offset < end) acknowledgedChunk = hashed[head]
+        if (head < hashed.length && hashed[head] !== undefined && hashed[head]!.offset < end) {
+          acknowledgedChunk = hashed[head]
+        }
         if (head > 1024 && head * 2 > ends.length) {
           ends = ends.slice(head)
           hashed = hashed.slice(head)
@@ -151,7 +159,9 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
         return key !== undefined && sinceCheckpoint >= context.checkpointEvery ? save(output) : Effect.void
       }),
     checkpoint: (output) =>
-      Effect.suspend(() => acknowledged === savedOffset && (output === undefined || output === savedOutput) ? Effect.void : save(output)),
+      Effect.suspend(() =>
+        acknowledged === savedOffset && (output === undefined || output === savedOutput) ? Effect.void : save(output)
+      ),
     finish: Effect.suspend(() => {
       finished = true
       return completeIfDone

@@ -66,7 +66,9 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
     yield* Effect.flatMap(memory.inUse, metrics.budgetInUse)
     const allowed = yield* context.rate.take(reservation.bytes)
     // A source checked by its prefix digest keeps the bytes of unacknowledged chunks: no reuse.
-    const buffer = buffers !== undefined && cursor.prefixHash() === undefined ? buffers.take(reservation.bytes) : undefined
+    const buffer = buffers !== undefined && cursor.prefixHash() === undefined
+      ? buffers.take(reservation.bytes)
+      : undefined
     const startedAt = yield* nowMs
     const bytes = yield* cursor.pull(allowed, buffer).pipe(
       // Failed or interrupted (a read ahead cut short when the read ends): give the bytes back.

@@ -8,7 +8,13 @@ import { createHash } from "node:crypto"
 import type { Hash } from "node:crypto"
 import { Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
-import { resumableAtOffset, sameIdentity, SourceChanged, SourceStalled, TransientReadError } from "../../services/ByteSource.js"
+import {
+  resumableAtOffset,
+  sameIdentity,
+  SourceChanged,
+  SourceStalled,
+  TransientReadError
+} from "../../services/ByteSource.js"
 import type { ReaderMetricsShape } from "../../services/ReaderMetrics.js"
 import type { ReadOptions } from "../../services/ReadOptions.js"
 import type { ReadError, ReadStart } from "../../services/StreamingReader.js"
@@ -108,7 +114,8 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
 
   const startAttempt: Effect.Effect<SourceCursor, SourceError> = Effect.gen(function*() {
     const attemptScope = yield* Scope.fork(context.scope, ExecutionStrategy.sequential)
-    const closeOnError = <A, E>(effect: Effect.Effect<A, E>) => Effect.tapError(effect, () => Scope.close(attemptScope, Exit.void))
+    const closeOnError = <A, E>(effect: Effect.Effect<A, E>) =>
+      Effect.tapError(effect, () => Scope.close(attemptScope, Exit.void))
     const byRange = identity === undefined || resumableAtOffset(identity)
     const cursor = yield* bounded(handle.readFrom(byRange ? position : 0, identity)).pipe(
       Scope.extend(attemptScope),
@@ -159,7 +166,10 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
       const cursor = attempt?.cursor ?? (yield* startAttempt)
       const bytes = yield* bounded(cursor.pull(maxBytes, into))
       if (bytes.length === 0 && identity?.size !== undefined && position < identity.size) {
-        return yield* new TransientReadError({ source, reason: `source ended early at byte ${position} of ${identity.size}` })
+        return yield* new TransientReadError({
+          source,
+          reason: `source ended early at byte ${position} of ${identity.size}`
+        })
       }
       return bytes
     })

@@ -48,8 +48,13 @@ const fstat = (fd: number, path: string) =>
   })
 
 const kindOf = (type: FileSystem.File.Type): string =>
-  type === "Directory" ? "directory" : type === "FIFO" ? "named pipe" : type === "Socket" ? "socket" :
-  type === "CharacterDevice" || type === "BlockDevice" ? "device" : type === "SymbolicLink" ? "symbolic link" : "not a file"
+  type === "Directory" ? "directory" : type === "FIFO" ? "named pipe" : type === "Socket" ?
+    "socket" :
+    type === "CharacterDevice" || type === "BlockDevice"
+    ? "device"
+    : type === "SymbolicLink"
+    ? "symbolic link"
+    : "not a file"
 
 /** Reads up to `length` bytes at `position` into `into` or a fresh buffer (shorter at the end of the file). */
 const readAt = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) =>

@@ -63,9 +63,11 @@ export const makeHttpSource = (
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const retryAfterMs = parseRetryAfter(response.headers["retry-after"], now)
       return Effect.fail(
-        new HttpStatusError(retryAfterMs === undefined
-          ? { source, status: response.status }
-          : { source, status: response.status, retryAfterMs })
+        new HttpStatusError(
+          retryAfterMs === undefined
+            ? { source, status: response.status }
+            : { source, status: response.status, retryAfterMs }
+        )
       )
     })
 

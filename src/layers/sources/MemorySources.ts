@@ -41,7 +41,8 @@ export const openReadable = (name: string, readable: Readable) =>
     const scope = yield* Effect.scope
     const pullNext = yield* NodeStream.fromReadable<TransientReadError, Uint8Array>(
       () => readable,
-      (error) => new TransientReadError({ source: name, reason: error instanceof Error ? error.message : String(error) })
+      (error) =>
+        new TransientReadError({ source: name, reason: error instanceof Error ? error.message : String(error) })
     ).pipe(Stream.toPull)
     const pull = rechunk(
       pullNext.pipe(

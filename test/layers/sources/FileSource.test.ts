@@ -50,17 +50,5 @@ layer(NodeFileSystem.layer)("FileSource", (it) => {
         if (error._tag !== "NotAFile") return assert.fail(error._tag)
         assert.strictEqual(error.message, `not a regular file: ${loop} (too many levels of symbolic links)`)
       }))
-
-    it.scoped.skipIf(process.getuid?.() === 0)(
-      "a file this process may not read is AccessDenied",
-      () =>
-        Effect.gen(function*() {
-          const dir = yield* tempDir
-          const path = writeFile(dir, "secret", testBytes(10))
-          NodeFs.chmodSync(path, 0o000)
-          const error = yield* Effect.flip(open(path))
-          assert.strictEqual(error._tag, "AccessDenied")
-        })
-    )
   })
 })

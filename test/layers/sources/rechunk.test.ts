@@ -22,7 +22,8 @@ const queued = Effect.gen(function*() {
   const queue = yield* Queue.unbounded<Uint8Array | undefined | "cut">()
   const pullNext = Effect.flatMap(
     Queue.take(queue),
-    (piece): Effect.Effect<Uint8Array | undefined, "cut"> => piece === "cut" ? Effect.fail(piece) : Effect.succeed(piece)
+    (piece): Effect.Effect<Uint8Array | undefined, "cut"> =>
+      piece === "cut" ? Effect.fail(piece) : Effect.succeed(piece)
   )
   /** Negative while the source is asked for a piece it does not have yet. */
   const size = Queue.size(queue)
@@ -47,7 +48,8 @@ const soon = <A, E>(effect: Effect.Effect<A, E>) =>
     })
   )
 
-const same = (actual: Uint8Array, expected: Uint8Array) => assert.isTrue(Buffer.from(actual).equals(Buffer.from(expected)))
+const same = (actual: Uint8Array, expected: Uint8Array) =>
+  assert.isTrue(Buffer.from(actual).equals(Buffer.from(expected)))
 
 describe("rechunk", () => {
   it.effect.prop(
@@ -62,7 +64,7 @@ describe("rechunk", () => {
         const bytes = testBytes(length, length + 1)
         const pull = rechunk(pieces(bytes, sizes))
         const out: Array<Uint8Array> = []
-        for (let i = 0; ; i++) {
+        for (let i = 0;; i++) {
           const asked = pulls[i % pulls.length]!
           const chunk = yield* pull(asked)
           if (chunk.length === 0) break
