@@ -246,7 +246,16 @@ describe("one writer per output", () => {
       const source = writeFile(dir, "source.bin", testBytes(4 * MiB, 10))
       const out = NodePath.join(dir, "out.bin")
       // Slow enough (8 s) that the first is still writing when the second, started on a loaded machine, looks.
-      const first = startCli(["read", source, "--out", out, "--rate", "512KiB/s", "--state", NodePath.join(dir, "a.db")])
+      const first = startCli([
+        "read",
+        source,
+        "--out",
+        out,
+        "--rate",
+        "512KiB/s",
+        "--state",
+        NodePath.join(dir, "a.db")
+      ])
       assert.isTrue(yield* until(() => sizeOf(`${out}.partial`) > 0))
       const second = yield* cli(["read", source, "--out", out, "--state", NodePath.join(dir, "b.db"), "--restart"])
       assert.strictEqual(second.code, 1, second.stderr)
