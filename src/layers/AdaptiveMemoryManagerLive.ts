@@ -162,7 +162,14 @@ export const make = (
       limit,
       effectiveLimit: Effect.sync(() => effective),
       reserve,
-      inUse: Effect.sync(() => inUse)
+      unsafeTryReserve: (asked) => {
+        const bytes = asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
+        if (bytes > 0 && !(queue.length === 0 && inUse + bytes <= effective)) return undefined
+        inUse += bytes
+        return reservation(bytes)
+      },
+      inUse: Effect.sync(() => inUse),
+      unsafeInUse: () => inUse
     })
   })
 

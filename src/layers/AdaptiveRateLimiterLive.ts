@@ -95,6 +95,7 @@ export const make = (
       const buckets: ReadonlyArray<Bucket> = [own, global].filter((bucket): bucket is Bucket => bucket !== undefined)
 
       const limiter: StreamRateLimiter = {
+        limited: buckets.length > 0,
         // Runs once per chunk, so untraced: a span per chunk would cost more than the work.
         take: buckets.length === 0 ? Effect.succeed : Effect.fnUntraced(function*(bytes: number) {
           if (!(bytes > 0)) return bytes

@@ -27,14 +27,16 @@ export const UnboundedMemory: Layer.Layer<AdaptiveMemoryManager> = Layer.succeed
     limit: Number.POSITIVE_INFINITY,
     effectiveLimit: Effect.succeed(Number.POSITIVE_INFINITY),
     reserve: (bytes) => Effect.succeed({ bytes, release: Effect.void }),
-    inUse: Effect.succeed(0)
+    unsafeTryReserve: (bytes) => ({ bytes, release: Effect.void }),
+    inUse: Effect.succeed(0),
+    unsafeInUse: () => 0
   })
 )
 
 /** Reads are never paced. */
 export const NoRateLimit: Layer.Layer<AdaptiveRateLimiter> = Layer.succeed(
   AdaptiveRateLimiter,
-  AdaptiveRateLimiter.of({ forStream: () => Effect.succeed({ take: Effect.succeed }) })
+  AdaptiveRateLimiter.of({ forStream: () => Effect.succeed({ limited: false, take: Effect.succeed }) })
 )
 
 /** The pressure level is always `none`. */

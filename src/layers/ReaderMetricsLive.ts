@@ -119,19 +119,17 @@ export const make = Effect.sync(() => {
     return metrics
   }
   return ReaderMetrics.of({
-    // Runs once per chunk: four updates in one synchronous step.
-    chunk: (source, bytes, latencyMs) =>
-      Effect.sync(() => {
-        const metrics = of(source)
-        metrics.bytes.unsafeUpdate(bytes, noTags)
-        metrics.chunks.unsafeUpdate(1, noTags)
-        metrics.latency.unsafeUpdate(latencyMs, noTags)
-        metrics.size.unsafeUpdate(bytes, noTags)
-      }),
+    unsafeRecordChunk: (source, bytes, latencyMs) => {
+      const metrics = of(source)
+      metrics.bytes.unsafeUpdate(bytes, noTags)
+      metrics.chunks.unsafeUpdate(1, noTags)
+      metrics.latency.unsafeUpdate(latencyMs, noTags)
+      metrics.size.unsafeUpdate(bytes, noTags)
+    },
     retry: (source) => Metric.increment(of(source).retries),
     recovery: (source) => Metric.increment(of(source).recoveries),
     outcome: (source, ok) => Metric.increment(ok ? of(source).succeeded : of(source).failed),
-    budgetInUse: (bytes) => Metric.set(budgetInUse, bytes),
+    unsafeRecordBudget: (bytes) => budgetInUse.unsafeUpdate(bytes, noTags),
     prometheus: Effect.map(Metric.snapshot, toPrometheus),
     stats: Effect.fn("ReaderMetrics.stats")(function*(source: string) {
       const metrics = of(source)

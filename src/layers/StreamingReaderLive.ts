@@ -7,8 +7,8 @@
  * provided (see `Stacks.ts`); the loop is the same.
  */
 import type { Hash } from "node:crypto"
-import { Clock, Effect, Exit, Fiber, Layer, Option, Sink, Stream } from "effect"
-import type { Scope } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Sink, Stream } from "effect"
+import type { Clock, Scope } from "effect"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
@@ -33,8 +33,6 @@ import type { ChunkSupply, ReadChunk } from "./reader/ChunkSupply.js"
 import { makeChunkSupply } from "./reader/ChunkSupply.js"
 import type { ReadCursor } from "./reader/ReadCursor.js"
 import { makeReadCursor } from "./reader/ReadCursor.js"
-
-const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
 
 /** The most bytes of free reusable buffers a reader keeps (less when the memory budget is smaller). */
 export const maxPooledBytes = 32 * 1024 * 1024
@@ -62,74 +60,104 @@ interface PullLoopContext {
   readonly acks: Acknowledgements
   readonly pressure: BackpressureControllerShape
   readonly metrics: ReaderMetricsShape
+  readonly clock: Clock.Clock
   /** Pulling a chunk acknowledges the one before. */
   readonly onPull: boolean
 }
 
 /**
  * The pull loop: each pull of the consumer releases the chunk it held (acknowledging it with
- * `onPull`), takes the next chunk (read ahead, or read now) and hands it out with its offset.
+ * `onPull`), takes the next chunk (prepared or read ahead, or read now) and hands it out with
+ * its offset. Without pressure, the read of the chunk after it starts before the consumer has
+ * it: at the source when the source reads ahead on its own, else in a fiber for a consumer slow
+ * enough to be worth one. Each pull is a handful of steps; nothing waits that need not.
  */
 const makePullLoop = (context: PullLoopContext) => {
-  const { acks, chunks, cursor, metrics, pressure, scope, source } = context
+  const { acks, chunks, clock, cursor, metrics, pressure, scope, source } = context
+  const nowMs = () => Number(clock.unsafeCurrentTimeNanos()) / 1e6
   let finished = false
   let lastEmittedAt: number | undefined
   /** How long the consumer took with its last chunk. */
   let consumerMs = 0
   /** The chunk the consumer holds: released (its bytes and buffer) when it pulls again. */
   let held: ReadChunk | undefined
-  /** The next chunk, read while the consumer handles the one it holds. */
+  /** The next chunk, read in a fiber while the consumer handles the one it holds. */
   let readAhead: Fiber.RuntimeFiber<Option.Option<ReadChunk>, ReadError> | undefined
 
-  const finish = Effect.gen(function*() {
+  const finish = Effect.suspend(() => {
     finished = true
-    yield* cursor.drop
-    yield* acks.finish
-    yield* metrics.outcome(source, true)
+    return Effect.zipRight(Effect.zipRight(cursor.drop, acks.finish), metrics.outcome(source, true))
   })
 
-  /** One pull of the consumer: release what it holds (acknowledging it on pull), then hand it the next chunk. */
-  const nextChunk = Effect.gen(function*() {
-    if (finished) return Option.none<SourceChunk>()
-    if (held !== undefined) {
-      const pulledAt = yield* nowMs
-      consumerMs = pulledAt - (lastEmittedAt ?? pulledAt)
-      yield* pressure.reportConsumer({ readMs: held.readMs, waitMs: consumerMs })
-      yield* chunks.release(held)
-      held = undefined
-      if (context.onPull) yield* acks.acknowledge(acks.emitted())
-    }
-    const hashBefore: Hash | undefined = cursor.prefixHash()?.copy()
-    const next = yield* (readAhead === undefined ? chunks.next : Fiber.join(readAhead)).pipe(
-      Effect.mapError((error) =>
-        // The read ahead gave up before the consumer acknowledged the chunk it held; it has now.
-        error._tag === "RetriesExhausted"
-          ? new RetriesExhausted({ ...error, checkpointOffset: acks.acknowledged() })
-          : error
-      )
+  /** Gives back the chunk the consumer held, telling the controller how long it took. */
+  const releaseHeldChunk = Effect.suspend(() => {
+    const chunk = held
+    if (chunk === undefined) return Effect.void
+    const pulledAt = nowMs()
+    consumerMs = pulledAt - (lastEmittedAt ?? pulledAt)
+    return pressure.reportConsumer({ readMs: chunk.readMs, waitMs: consumerMs }).pipe(
+      Effect.zipRight(chunks.release(chunk)),
+      Effect.zipRight(Effect.sync(() => {
+        held = undefined
+      }))
     )
-    readAhead = undefined
-    if (Option.isNone(next)) {
-      yield* finish
-      return Option.none<SourceChunk>()
-    }
-    held = next.value
-    const chunk: SourceChunk = { offset: acks.emitted(), bytes: held.bytes }
-    acks.emit(held.bytes, hashBefore)
-    // A source checked by its prefix digest is hashed in order: no read ahead. Under pressure, none either.
-    if (consumerMs >= readAheadAfterMs && hashBefore === undefined && (yield* pressure.current) === "none") {
-      readAhead = yield* Effect.forkIn(chunks.next, scope)
-    }
-    lastEmittedAt = yield* nowMs
-    return Option.some(chunk)
   })
-  const step: Effect.Effect<SourceChunk, Option.Option<ReadError>> = nextChunk.pipe(
-    Effect.mapError(Option.some),
-    Effect.flatMap(Option.match({ onNone: () => Effect.fail(Option.none()), onSome: Effect.succeed }))
-  )
+
+  /** The read after the chunk handed out: prepared at the source, or in a fiber, or not at all. */
+  const readNextEarly = (hashBefore: Hash | undefined) =>
+    Effect.flatMap(pressure.current, (level): Effect.Effect<void> => {
+      // A source checked by its prefix digest is hashed in order: no read ahead. Under pressure, none either.
+      if (level !== "none" || hashBefore !== undefined) return Effect.void
+      if (chunks.canPrepare()) return chunks.prepareNext
+      if (consumerMs < readAheadAfterMs) return Effect.void
+      return Effect.map(Effect.forkIn(chunks.next, scope), (fiber) => {
+        readAhead = fiber
+      })
+    })
+
+  /** Hands the next chunk to the consumer, or ends the read. */
+  const handOut = (next: Option.Option<ReadChunk>, hashBefore: Hash | undefined) => {
+    if (Option.isNone(next)) return Effect.zipRight(finish, Effect.fail(Option.none()))
+    held = next.value
+    const chunk: SourceChunk = { offset: acks.emitted(), bytes: next.value.bytes }
+    acks.emit(chunk.bytes, hashBefore)
+    lastEmittedAt = nowMs()
+    return Effect.as(readNextEarly(hashBefore), chunk)
+  }
+
+  /** One pull of the consumer. */
+  const step: Effect.Effect<SourceChunk, Option.Option<ReadError>> = Effect.suspend(() => {
+    if (finished) return Effect.fail(Option.none())
+    const release = context.onPull
+      ? Effect.zipRight(releaseHeldChunk, Effect.suspend(() => acks.acknowledge(acks.emitted())))
+      : releaseHeldChunk
+    return release.pipe(
+      Effect.zipRight(Effect.suspend(() => {
+        const hashBefore: Hash | undefined = cursor.prefixHash()?.copy()
+        const ahead = readAhead
+        readAhead = undefined
+        return Effect.flatMap(
+          ahead === undefined ? chunks.next : Fiber.join(ahead),
+          (next) => handOut(next, hashBefore)
+        )
+      })),
+      Effect.mapError((error): Option.Option<ReadError> =>
+        Option.isOption(error) ? error : Option.some(
+          // A read ahead gave up before the consumer acknowledged the chunk it held; it has now.
+          error._tag === "RetriesExhausted"
+            ? new RetriesExhausted({ ...error, checkpointOffset: acks.acknowledged() })
+            : error
+        )
+      ),
+      Effect.tapError((error) => Option.isSome(error) ? metrics.outcome(source, false) : Effect.void)
+    )
+  })
 
   return {
-    chunks: Stream.repeatEffectOption(step).pipe(Stream.tapError(() => metrics.outcome(source, false))),
+    /** The chunks with their offsets. */
+    chunks: Stream.repeatEffectOption(step),
+    /** The bytes alone: the same loop, not a stream mapped over the other. */
+    bytes: Stream.repeatEffectOption(Effect.map(step, (chunk) => chunk.bytes)),
     /** Stops the read ahead; a chunk it read that the consumer never took still holds its bytes. */
     releaseReadAhead: Effect.suspend(() =>
       readAhead === undefined ?
@@ -137,8 +165,10 @@ const makePullLoop = (context: PullLoopContext) => {
         Effect.flatMap(Fiber.interrupt(readAhead), (exit) =>
           Exit.isSuccess(exit) && Option.isSome(exit.value) ? chunks.release(exit.value.value) : Effect.void)
     ),
-    /** Gives back what the chunk the consumer holds has. */
-    releaseHeld: Effect.suspend(() => held === undefined ? Effect.void : chunks.release(held))
+    /** Gives back what the chunk the consumer holds has, and a chunk prepared for it. */
+    releaseHeld: Effect.suspend(() =>
+      Effect.zipRight(held === undefined ? Effect.void : chunks.release(held), chunks.releasePrepared)
+    )
   }
 }
 
@@ -169,6 +199,7 @@ export const make = Effect.gen(function*() {
       })
     }
     const scope = yield* Effect.scope
+    const clock = yield* Effect.clock
     // Under high pressure a new read waits here, before it holds a connection.
     yield* pressure.trackStream
     const handle = yield* sources.open(input)
@@ -202,7 +233,8 @@ export const make = Effect.gen(function*() {
       rate,
       metrics,
       buffers: options.reuseBuffers ? buffers : undefined,
-      initialSize: options.chunkSize
+      initialSize: options.chunkSize,
+      clock
     })
     yield* cursor.begin
     /** The offset of the first byte the stream emits: the start, or 0 when a changed source is read again. */
@@ -226,6 +258,7 @@ export const make = Effect.gen(function*() {
       acks,
       pressure,
       metrics,
+      clock,
       onPull: options.acknowledge === "on-pull"
     })
 
@@ -255,15 +288,14 @@ export const make = Effect.gen(function*() {
       priority: CleanupPriority.checkpoint,
       release: acks.checkpoint()
     })
-    const chunkStream = loop.chunks
 
     const session: ReadSession = {
       source,
       startOffset,
       identity: cursor.identity() ?? {},
       resumedFrom: startOffset === from.offset ? resumedFrom : Option.none(),
-      chunks: chunkStream,
-      stream: Stream.map(chunkStream, (chunk) => chunk.bytes),
+      chunks: loop.chunks,
+      stream: loop.bytes,
       acknowledge: acks.acknowledge,
       checkpointDue: acks.checkpointDue,
       checkpoint: acks.checkpoint,

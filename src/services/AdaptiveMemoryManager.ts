@@ -22,8 +22,15 @@ export interface AdaptiveMemoryManagerShape {
   readonly effectiveLimit: Effect.Effect<number>
   /** Reserves bytes, waiting while the budget in force is spent. */
   readonly reserve: (bytes: number) => Effect.Effect<MemoryReservation>
+  /**
+   * Reserves bytes if they fit the budget in force now and nobody waits; `undefined` otherwise.
+   * Never waits; synchronous, for the reader's read ahead (once per chunk).
+   */
+  readonly unsafeTryReserve: (bytes: number) => MemoryReservation | undefined
   /** Bytes reserved right now. */
   readonly inUse: Effect.Effect<number>
+  /** Bytes reserved right now, read synchronously (once per chunk). */
+  readonly unsafeInUse: () => number
 }
 
 /** The shared budget. */

@@ -7,6 +7,8 @@ import type { Effect } from "effect"
 
 /** The limiter of one read. */
 export interface StreamRateLimiter {
+  /** Whether any cap applies; without one every take is granted whole, at once. */
+  readonly limited: boolean
   /**
    * Waits until some of `bytes` may be read under both the read's cap and the global rate and
    * returns how many (1 to `bytes`): a rate below the chunk size gets smaller chunks, not bursts.

@@ -308,6 +308,13 @@ export interface SourceCursor {
    * others may ignore it.
    */
   readonly pull: (maxBytes: number, into?: Uint8Array) => Effect.Effect<Uint8Array, SourceError>
+  /**
+   * Starts the read of the next pull now, so that a pull of the same `maxBytes` and `into`
+   * finds its bytes read or on the way (a local file's read runs in Node's thread pool while the
+   * caller works). Sources that cannot read ahead on their own leave it out. A pull that asks
+   * for something else waits for the read started, drops its bytes and reads anew.
+   */
+  readonly prefetch?: (maxBytes: number, into?: Uint8Array) => void
 }
 
 /** An opened source. */

@@ -20,16 +20,19 @@ export interface ReadStats {
 
 /** Records and reports read metrics. */
 export interface ReaderMetricsShape {
-  /** Records one chunk delivered: its size and how long its read took. */
-  readonly chunk: (source: string, bytes: number, latencyMs: number) => Effect.Effect<void>
+  /**
+   * Records one chunk delivered: its size and how long the consumer waited for it. Synchronous,
+   * with no Effect to allocate: it runs once per chunk.
+   */
+  readonly unsafeRecordChunk: (source: string, bytes: number, latencyMs: number) => void
   /** Records one failed attempt that will be retried. */
   readonly retry: (source: string) => Effect.Effect<void>
   /** Records one resume after a failure. */
   readonly recovery: (source: string) => Effect.Effect<void>
   /** Records how a read ended. */
   readonly outcome: (source: string, succeeded: boolean) => Effect.Effect<void>
-  /** Records the budget in use. */
-  readonly budgetInUse: (bytes: number) => Effect.Effect<void>
+  /** Records the budget in use; synchronous, as it runs once per chunk. */
+  readonly unsafeRecordBudget: (bytes: number) => void
   /** The figures of one source's reads so far. */
   readonly stats: (source: string) => Effect.Effect<ReadStats>
   /** Every metric of the process in the Prometheus text exposition format. */

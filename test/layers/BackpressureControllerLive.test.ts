@@ -36,7 +36,9 @@ const FakeMemoryManager = Layer.effect(
       limit,
       effectiveLimit: Effect.succeed(limit),
       reserve: () => Effect.dieMessage("not used by the controller"),
-      inUse: Ref.get(knobs.inUse)
+      unsafeTryReserve: () => undefined,
+      inUse: Ref.get(knobs.inUse),
+      unsafeInUse: () => Effect.runSync(Ref.get(knobs.inUse))
     }))
 )
 

@@ -306,6 +306,7 @@ describe("chunk ownership", () => {
         )
       )
       assert.strictEqual(offset, bytes.length)
-      assert.isAtMost(buffers.size, 3, `${chunks} chunks in at most 3 buffers`)
+      // The chunk held and the one read ahead, at each size the sizer went through.
+      assert.isBelow(buffers.size, chunks / 2, `${chunks} chunks in ${buffers.size} buffers`)
     }))
 })

@@ -1,9 +1,12 @@
 /**
  * Chunk acquisition: the next chunk of a read asks the chunk sizer for a size, reserves it from
  * the memory budget, takes it from the rate limiter and pulls it through the cursor, into a
- * reused buffer when the consumer allows it.
+ * reused buffer when the consumer allows it. While the consumer has a chunk, the next one can be
+ * prepared (`prepareNext`): its size and budget taken at once and its read started at the
+ * source, so the consumer's work and the reader's own overlap the source's.
  */
-import { Clock, Effect, Option } from "effect"
+import { Effect, Option } from "effect"
+import type { Clock } from "effect"
 import type { MemoryReservation } from "../../services/AdaptiveMemoryManager.js"
 import type { AdaptiveMemoryManagerShape } from "../../services/AdaptiveMemoryManager.js"
 import type { ChunkSizing } from "../../services/AdaptiveChunkSizer.js"
@@ -19,6 +22,7 @@ export interface ReadChunk {
   readonly reservation: MemoryReservation
   /** The reused buffer the bytes are a view of, returned to the free list on release. */
   readonly buffer: Uint8Array | undefined
+  /** How long the consumer's pull waited for the bytes, in ms. */
   readonly readMs: number
 }
 
@@ -28,6 +32,15 @@ export interface ChunkSupply {
   readonly next: Effect.Effect<Option.Option<ReadChunk>, ReadError>
   /** Gives back what a chunk holds: its share of the budget and its buffer. */
   readonly release: (chunk: ReadChunk) => Effect.Effect<void>
+  /** Whether the source can start the next read on its own (see `prepareNext`). */
+  readonly canPrepare: () => boolean
+  /**
+   * Starts the next chunk's read at the source when that costs no waiting: the size is the
+   * sizer's, the budget fits now and no rate cap applies. `next` then takes it.
+   */
+  readonly prepareNext: Effect.Effect<void>
+  /** Gives back the budget and buffer of a prepared chunk the consumer never pulled. */
+  readonly releasePrepared: Effect.Effect<void>
   /** The size of the last chunk read. */
   readonly lastSize: () => number
 }
@@ -43,16 +56,25 @@ export interface ChunkSupplyContext {
   /** Reused buffers, when the consumer is done with each chunk before it pulls the next. */
   readonly buffers: BufferPool | undefined
   readonly initialSize: number
+  /** The clock chunk latencies are measured with. */
+  readonly clock: Clock.Clock
+}
+
+/** The budget and buffer of a chunk whose read the source has started. */
+interface Prepared {
+  readonly reservation: MemoryReservation
+  readonly buffer: Uint8Array | undefined
 }
 
 const empty = new Uint8Array(0)
 
-const nowMs = Effect.map(Clock.currentTimeNanos, (nanos) => Number(nanos) / 1e6)
-
 /** Makes the chunk supply of one read. */
 export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
-  const { buffers, cursor, memory, metrics, sizing, source } = context
+  const { buffers, clock, cursor, memory, metrics, sizing, source } = context
   let lastSize = context.initialSize
+  let prepared: Prepared | undefined
+
+  const nowMs = () => Number(clock.unsafeCurrentTimeNanos()) / 1e6
 
   const release = (chunk: ReadChunk) =>
     Effect.suspend(() => {
@@ -60,31 +82,66 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
       return chunk.reservation.release
     })
 
-  const next = Effect.gen(function*() {
+  // A source checked by its prefix digest keeps the bytes of unacknowledged chunks: no reuse.
+  const bufferFor = (bytes: number) =>
+    buffers !== undefined && cursor.prefixHash() === undefined ? buffers.take(bytes) : undefined
+
+  /** Pulls `allowed` bytes covered by `reservation` and makes them the next chunk. */
+  const read = (reservation: MemoryReservation, allowed: number, buffer: Uint8Array | undefined) => {
+    const startedAt = nowMs()
+    return cursor.pull(allowed, buffer).pipe(
+      // Failed or interrupted: give the bytes back.
+      Effect.onError(() => release({ bytes: empty, reservation, buffer, readMs: 0 })),
+      Effect.flatMap((bytes) => {
+        const readMs = nowMs() - startedAt
+        const chunk: ReadChunk = { bytes, reservation, buffer, readMs }
+        if (bytes.length === 0) return Effect.as(release(chunk), Option.none<ReadChunk>())
+        lastSize = reservation.bytes
+        metrics.unsafeRecordChunk(source, bytes.length, readMs)
+        return Effect.as(sizing.observe({ bytes: bytes.length, latencyMs: readMs }), Option.some(chunk))
+      })
+    )
+  }
+
+  const readNew = Effect.gen(function*() {
     const size = yield* sizing.next
     const reservation = yield* memory.reserve(size)
-    yield* Effect.flatMap(memory.inUse, metrics.budgetInUse)
+    metrics.unsafeRecordBudget(memory.unsafeInUse())
     const allowed = yield* context.rate.take(reservation.bytes)
-    // A source checked by its prefix digest keeps the bytes of unacknowledged chunks: no reuse.
-    const buffer = buffers !== undefined && cursor.prefixHash() === undefined
-      ? buffers.take(reservation.bytes)
-      : undefined
-    const startedAt = yield* nowMs
-    const bytes = yield* cursor.pull(allowed, buffer).pipe(
-      // Failed or interrupted (a read ahead cut short when the read ends): give the bytes back.
-      Effect.onError(() => release({ bytes: empty, reservation, buffer, readMs: 0 }))
-    )
-    const readMs = (yield* nowMs) - startedAt
-    const chunk: ReadChunk = { bytes, reservation, buffer, readMs }
-    if (bytes.length === 0) {
-      yield* release(chunk)
-      return Option.none<ReadChunk>()
-    }
-    lastSize = reservation.bytes
-    yield* sizing.observe({ bytes: bytes.length, latencyMs: readMs })
-    yield* metrics.chunk(source, bytes.length, readMs)
-    return Option.some(chunk)
+    return yield* read(reservation, allowed, bufferFor(reservation.bytes))
   })
 
-  return { next, release, lastSize: () => lastSize }
+  const next = Effect.suspend(() => {
+    const ready = prepared
+    if (ready === undefined) return readNew
+    prepared = undefined
+    return read(ready.reservation, ready.reservation.bytes, ready.buffer)
+  })
+
+  const prepareNext = Effect.suspend(() => {
+    if (prepared !== undefined || context.rate.limited || !cursor.canPrefetch()) return Effect.void
+    return Effect.map(sizing.next, (size) => {
+      const reservation = memory.unsafeTryReserve(size)
+      if (reservation === undefined) return
+      metrics.unsafeRecordBudget(memory.unsafeInUse())
+      const buffer = bufferFor(reservation.bytes)
+      prepared = { reservation, buffer }
+      cursor.prefetch(reservation.bytes, buffer)
+    })
+  })
+
+  const releasePrepared = Effect.suspend(() => {
+    const ready = prepared
+    prepared = undefined
+    return ready === undefined ? Effect.void : release({ bytes: empty, readMs: 0, ...ready })
+  })
+
+  return {
+    next,
+    release,
+    canPrepare: cursor.canPrefetch,
+    prepareNext,
+    releasePrepared,
+    lastSize: () => lastSize
+  }
 }

@@ -38,7 +38,11 @@ export interface ReadCursor {
   readonly begin: Effect.Effect<void, ReadError>
   /** Pulls up to `maxBytes` (into `into` when given), starting a new attempt after a failure; empty at the end. */
   readonly pull: (maxBytes: number, into: Uint8Array | undefined) => Effect.Effect<Uint8Array, ReadError>
-  /** Closes the current attempt's connection, if any. */
+  /** Whether the current attempt's source can read ahead on its own and bytes remain to be read. */
+  readonly canPrefetch: () => boolean
+  /** Starts the next pull's read at the source (see `SourceCursor.prefetch`); nothing without an attempt. */
+  readonly prefetch: (maxBytes: number, into: Uint8Array | undefined) => void
+  /** Closes the current attempt's connection, if any, once a read it started has finished. */
   readonly drop: Effect.Effect<void>
 }
 
@@ -161,18 +165,34 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
         Effect.zipRight(Effect.suspend(() => withRetries(run)))
       ))
 
+  /** Pulls from `cursor`; an early end of a source whose size is known is a transient failure. */
+  const pullFrom = (cursor: SourceCursor, maxBytes: number, into: Uint8Array | undefined) =>
+    Effect.flatMap(
+      bounded(cursor.pull(maxBytes, into)),
+      (bytes) =>
+        bytes.length === 0 && identity?.size !== undefined && position < identity.size
+          ? Effect.fail(
+            new TransientReadError({ source, reason: `source ended early at byte ${position} of ${identity.size}` })
+          )
+          : Effect.succeed(bytes)
+    )
+
   const pullOnce = (maxBytes: number, into: Uint8Array | undefined) =>
-    Effect.gen(function*() {
-      const cursor = attempt?.cursor ?? (yield* startAttempt)
-      const bytes = yield* bounded(cursor.pull(maxBytes, into))
-      if (bytes.length === 0 && identity?.size !== undefined && position < identity.size) {
-        return yield* new TransientReadError({
-          source,
-          reason: `source ended early at byte ${position} of ${identity.size}`
-        })
-      }
-      return bytes
+    Effect.suspend(() => {
+      const current = attempt?.cursor
+      return current === undefined
+        ? Effect.flatMap(startAttempt, (cursor) => pullFrom(cursor, maxBytes, into))
+        : pullFrom(current, maxBytes, into)
     })
+
+  /** Moves the position past `bytes`; the first bytes after failures tell the policy the read progresses. */
+  const advance = (bytes: Uint8Array): Effect.Effect<Uint8Array> => {
+    position += bytes.length
+    prefixHash?.update(bytes)
+    if (bytes.length === 0 || failedAttempts === 0) return Effect.succeed(bytes)
+    failedAttempts = 0
+    return Effect.as(policy.onProgress, bytes)
+  }
 
   return {
     position: () => position,
@@ -184,15 +204,10 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
         opening = false
       })
     ),
-    pull: (maxBytes, into) =>
-      Effect.tap(withRetries(pullOnce(maxBytes, into)), (bytes) =>
-        Effect.suspend(() => {
-          position += bytes.length
-          prefixHash?.update(bytes)
-          if (bytes.length === 0) return Effect.void
-          failedAttempts = 0
-          return policy.onProgress
-        })),
+    pull: (maxBytes, into) => Effect.flatMap(withRetries(pullOnce(maxBytes, into)), advance),
+    canPrefetch: () =>
+      attempt?.cursor.prefetch !== undefined && (identity?.size === undefined || position < identity.size),
+    prefetch: (maxBytes, into) => attempt?.cursor.prefetch?.(maxBytes, into),
     drop
   }
 }

@@ -1,12 +1,13 @@
 /**
  * The file source: opened once through `@effect/platform` FileSystem, read positionally, one
- * read of n bytes per pull.
+ * read of n bytes per pull. The reader may start the next pull's read early (`prefetch`), so it
+ * runs in Node's thread pool while the chunk before is handled.
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect } from "effect"
 import * as NodeFs from "node:fs"
-import type { SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
+import type { SourceCursor, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
 import { AccessDenied, NotAFile, SourceNotFound, TransientReadError } from "../../services/ByteSource.js"
 import { failureKind, fileSystemReason } from "../SystemErrors.js"
 
@@ -56,15 +57,46 @@ const kindOf = (type: FileSystem.File.Type): string =>
     ? "symbolic link"
     : "not a file"
 
-/** Reads up to `length` bytes at `position` into `into` or a fresh buffer (shorter at the end of the file). */
-const readAt = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) =>
-  Effect.async<Uint8Array, TransientReadError>((resume) => {
-    const buffer = into ?? Buffer.allocUnsafeSlow(length)
-    NodeFs.read(fd, buffer, 0, length, position, (error, bytesRead) => {
-      if (error) resume(Effect.fail(new TransientReadError({ source: path, reason: fileSystemReason(error) })))
-      else resume(Effect.succeed(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)))
+/** A positional read handed to Node's thread pool, and whoever waits for it. */
+interface FileRead {
+  readonly position: number
+  readonly length: number
+  readonly into: Uint8Array | undefined
+  /** The bytes read (a view of the buffer), once done. */
+  result: Uint8Array | TransientReadError | undefined
+  readonly waiters: Array<() => void>
+}
+
+/** Starts reading up to `length` bytes at `position` into `into` or a fresh buffer. */
+const startRead = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) => {
+  const read: FileRead = { position, length, into, result: undefined, waiters: [] }
+  const buffer = into ?? Buffer.allocUnsafeSlow(length)
+  NodeFs.read(fd, buffer, 0, length, position, (error, bytesRead) => {
+    read.result = error
+      ? new TransientReadError({ source: path, reason: fileSystemReason(error) })
+      : bytesRead === buffer.length
+      ? buffer
+      : buffer.subarray(0, bytesRead)
+    for (const wake of read.waiters.splice(0)) wake()
+  })
+  return read
+}
+
+/** Waits until `read` is done (at once when it is), without taking its result. */
+const settled = (read: FileRead) =>
+  Effect.async<void>((resume) => {
+    if (read.result !== undefined) return resume(Effect.void)
+    const wake = () => resume(Effect.void)
+    read.waiters.push(wake)
+    return Effect.sync(() => {
+      const index = read.waiters.indexOf(wake)
+      if (index >= 0) read.waiters.splice(index, 1)
     })
   })
+
+/** The bytes of a finished read, or its failure. */
+const resultOf = (read: FileRead): Effect.Effect<Uint8Array, TransientReadError> =>
+  read.result instanceof Uint8Array ? Effect.succeed(read.result) : Effect.fail(read.result!)
 
 /** Opens a local file for positional reads; the descriptor is closed with the scope. */
 export const openFile = (fs: FileSystem.FileSystem, path: string) =>
@@ -81,14 +113,40 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
         Effect.gen(function*() {
           const identity = identityOf(yield* fstat(fd, path))
           let position = offset
-          return {
-            identity,
-            pull: (maxBytes: number, into?: Uint8Array) =>
-              Effect.map(readAt(fd, maxBytes, position, path, into), (bytes) => {
-                position += bytes.length
-                return bytes
-              })
+          /** The read under way or done and not yet pulled: at most one per attempt. */
+          let current: FileRead | undefined
+          // The attempt ends only once no read of its own is still filling a buffer.
+          yield* Effect.addFinalizer(() => current === undefined ? Effect.void : settled(current))
+          const start = (maxBytes: number, into: Uint8Array | undefined) => {
+            current = startRead(fd, maxBytes, position, path, into)
+            return current
           }
+          const take = (read: FileRead) =>
+            Effect.zipRight(
+              settled(read),
+              Effect.suspend(() => {
+                if (current === read) current = undefined
+                return Effect.map(resultOf(read), (bytes) => {
+                  position += bytes.length
+                  return bytes
+                })
+              })
+            )
+          const cursor: SourceCursor = {
+            identity,
+            pull: (maxBytes, into) =>
+              Effect.suspend(() => {
+                const ahead = current
+                if (ahead === undefined) return take(start(maxBytes, into))
+                if (ahead.position === position && ahead.length === maxBytes && ahead.into === into) return take(ahead)
+                // Read ahead for another pull: wait for it to finish with its buffer, then read what is asked.
+                return Effect.zipRight(settled(ahead), Effect.suspend(() => take(start(maxBytes, into))))
+              }),
+            prefetch: (maxBytes, into) => {
+              if (current === undefined) start(maxBytes, into)
+            }
+          }
+          return cursor
         })
     }
     return handle
