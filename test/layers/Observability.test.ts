@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Option, Stream, TestClock, Tracer } from "effect"
+import { Context, Effect, Fiber, Layer, Metric, MetricBoundaries, Option, Stream, TestClock, Tracer } from "effect"
 import * as FaultInjectingSource from "../../src/layers/FaultInjectingSource.js"
+import { histogramQuantile } from "../../src/layers/ReaderMetricsLive.js"
 import { TestStack } from "../../src/layers/Stacks.js"
 import { ByteSource } from "../../src/services/ByteSource.js"
 import { ReaderMetrics } from "../../src/services/ReaderMetrics.js"
@@ -57,8 +58,25 @@ describe("observability", () => {
       assert.include(text, `streaming_reader_retries_total${label} 1`)
       assert.include(text, `streaming_reader_recoveries_total${label} 1`)
       assert.include(text, `streaming_reader_streams_succeeded_total${label} 1`)
-      assert.include(text, "# TYPE streaming_reader_chunk_latency_ms summary")
+      assert.include(text, "# TYPE streaming_reader_chunk_latency_ms histogram")
       assert.match(text, /\nstreaming_reader_budget_bytes [1-9]\d*\n/, "the budget in use is recorded")
-      assert.match(text, /streaming_reader_chunk_latency_ms\{source="[^"]+",quantile="0.95"\} [\d.]+/)
+      assert.match(text, /streaming_reader_chunk_latency_ms_bucket\{source="[^"]+",le="\+Inf"\} [1-9]\d*\n/)
+      const chunks = Number(/streaming_reader_chunk_bytes_count\{source="[^"]+"\} (\d+)/.exec(text)?.[1])
+      assert.isAbove(chunks, 0, "every chunk's size is counted")
+      assert.include(text, `streaming_reader_chunk_latency_ms_count${label} ${chunks}`)
+    }))
+})
+
+describe("histogramQuantile", () => {
+  it.effect("finds the bucket of the rank and interpolates within it, inside the values seen", () =>
+    Effect.gen(function*() {
+      const latency = Metric.histogram("quantile_test_ms", MetricBoundaries.fromIterable([1, 2, 4, 8]))
+      for (const value of [0.5, 1.5, 1.5, 3, 3, 3, 3, 6, 6, 7]) yield* Metric.update(latency, value)
+      const state = yield* Metric.value(latency)
+      assert.strictEqual(histogramQuantile(state, 0.1), 1, "rank 1 of 10 is the top of the first bucket")
+      assert.closeTo(histogramQuantile(state, 0.5), 3, 0.01, "rank 5 of 10 is the second of four in (2, 4]")
+      assert.strictEqual(histogramQuantile(state, 1), 7, "never above the largest value")
+      const empty = yield* Metric.value(Metric.histogram("quantile_test_empty", MetricBoundaries.fromIterable([1])))
+      assert.strictEqual(histogramQuantile(empty, 0.95), 0)
     }))
 })
