@@ -62,41 +62,30 @@ interface FileRead {
   readonly position: number
   readonly length: number
   readonly into: Uint8Array | undefined
-  /** The bytes read (a view of the buffer), once done. */
-  result: Uint8Array | TransientReadError | undefined
+  /** The bytes read (a view of the buffer) or the failure, once done. */
+  outcome: Effect.Effect<Uint8Array, TransientReadError> | undefined
+  /** Called once the read is done. */
   readonly waiters: Array<() => void>
 }
 
 /** Starts reading up to `length` bytes at `position` into `into` or a fresh buffer. */
 const startRead = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) => {
-  const read: FileRead = { position, length, into, result: undefined, waiters: [] }
+  const read: FileRead = { position, length, into, outcome: undefined, waiters: [] }
   const buffer = into ?? Buffer.allocUnsafeSlow(length)
   NodeFs.read(fd, buffer, 0, length, position, (error, bytesRead) => {
-    read.result = error
-      ? new TransientReadError({ source: path, reason: fileSystemReason(error) })
-      : bytesRead === buffer.length
-      ? buffer
-      : buffer.subarray(0, bytesRead)
+    read.outcome = error
+      ? Effect.fail(new TransientReadError({ source: path, reason: fileSystemReason(error) }))
+      : Effect.succeed(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))
     for (const wake of read.waiters.splice(0)) wake()
   })
   return read
 }
 
-/** Waits until `read` is done (at once when it is), without taking its result. */
-const settled = (read: FileRead) =>
-  Effect.async<void>((resume) => {
-    if (read.result !== undefined) return resume(Effect.void)
-    const wake = () => resume(Effect.void)
-    read.waiters.push(wake)
-    return Effect.sync(() => {
-      const index = read.waiters.indexOf(wake)
-      if (index >= 0) read.waiters.splice(index, 1)
-    })
-  })
-
-/** The bytes of a finished read, or its failure. */
-const resultOf = (read: FileRead): Effect.Effect<Uint8Array, TransientReadError> =>
-  read.result instanceof Uint8Array ? Effect.succeed(read.result) : Effect.fail(read.result!)
+/** Calls `then` once `read` is done: at once when it is. */
+const whenDone = (read: FileRead, then: () => void) => {
+  if (read.outcome === undefined) read.waiters.push(then)
+  else then()
+}
 
 /** Opens a local file for positional reads; the descriptor is closed with the scope. */
 export const openFile = (fs: FileSystem.FileSystem, path: string) =>
@@ -113,37 +102,46 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
         Effect.gen(function*() {
           const identity = identityOf(yield* fstat(fd, path))
           let position = offset
-          /** The read under way or done and not yet pulled: at most one per attempt. */
-          let current: FileRead | undefined
-          // The attempt ends only once no read of its own is still filling a buffer.
-          yield* Effect.addFinalizer(() => current === undefined ? Effect.void : settled(current))
+          /** The read started ahead for the next pull, if any. */
+          let ahead: FileRead | undefined
+          /** The read under way, if any: the attempt ends only once it no longer fills a buffer. */
+          let inFlight: FileRead | undefined
           const start = (maxBytes: number, into: Uint8Array | undefined) => {
-            current = startRead(fd, maxBytes, position, path, into)
-            return current
+            const read = startRead(fd, maxBytes, position, path, into)
+            inFlight = read
+            read.waiters.push(() => {
+              if (inFlight === read) inFlight = undefined
+            })
+            return read
           }
-          const take = (read: FileRead) =>
-            Effect.zipRight(
-              settled(read),
-              Effect.suspend(() => {
-                if (current === read) current = undefined
-                return Effect.map(resultOf(read), (bytes) => {
-                  position += bytes.length
-                  return bytes
-                })
-              })
-            )
+          yield* Effect.addFinalizer(() =>
+            Effect.async<void>((resume) => {
+              if (inFlight === undefined) resume(Effect.void)
+              else whenDone(inFlight, () => resume(Effect.void))
+            })
+          )
           const cursor: SourceCursor = {
             identity,
+            // The read starts, or is taken over, inside the callback that waits for it.
             pull: (maxBytes, into) =>
-              Effect.suspend(() => {
-                const ahead = current
-                if (ahead === undefined) return take(start(maxBytes, into))
-                if (ahead.position === position && ahead.length === maxBytes && ahead.into === into) return take(ahead)
-                // Read ahead for another pull: wait for it to finish with its buffer, then read what is asked.
-                return Effect.zipRight(settled(ahead), Effect.suspend(() => take(start(maxBytes, into))))
+              Effect.async<Uint8Array, TransientReadError>((resume) => {
+                const deliver = (read: FileRead) =>
+                  whenDone(read, () =>
+                    resume(Effect.map(read.outcome!, (bytes) => {
+                      position += bytes.length
+                      return bytes
+                    })))
+                const started = ahead
+                ahead = undefined
+                if (started === undefined) return deliver(start(maxBytes, into))
+                if (started.position === position && started.length === maxBytes && started.into === into) {
+                  return deliver(started)
+                }
+                // Read ahead for another pull: once it is done with its buffer, read what is asked.
+                whenDone(started, () => deliver(start(maxBytes, into)))
               }),
             prefetch: (maxBytes, into) => {
-              if (current === undefined) start(maxBytes, into)
+              if (ahead === undefined && inFlight === undefined) ahead = start(maxBytes, into)
             }
           }
           return cursor

@@ -51,4 +51,57 @@ layer(NodeFileSystem.layer)("FileSource", (it) => {
         assert.strictEqual(error.message, `not a regular file: ${loop} (too many levels of symbolic links)`)
       }))
   })
+
+  describe("reading ahead", () => {
+    it.scoped("a pull after a prefetch of the same size gets the bytes read ahead; another size reads anew", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const bytes = testBytes(100_000, 4)
+        const handle = yield* open(writeFile(dir, "ahead.bin", bytes))
+        const cursor = yield* handle.readFrom(0)
+        const prefetch = cursor.prefetch
+        if (prefetch === undefined) return assert.fail("a file reads ahead")
+        const pulled: Array<Uint8Array> = [yield* cursor.pull(10_000)]
+        prefetch(20_000)
+        pulled.push(yield* cursor.pull(20_000))
+        prefetch(30_000)
+        pulled.push(yield* cursor.pull(5_000), yield* cursor.pull(100_000))
+        prefetch(1_000)
+        pulled.push(yield* cursor.pull(1_000))
+        assert.deepStrictEqual(pulled.map((chunk) => chunk.length), [10_000, 20_000, 5_000, 65_000, 0])
+        assert.isTrue(Buffer.concat(pulled).equals(Buffer.from(bytes)), "every byte once, in order")
+      }))
+
+    it.scoped("a read ahead into a given buffer fills that buffer; a pull asking for another waits for it first", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const bytes = testBytes(64_000, 5)
+        const handle = yield* open(writeFile(dir, "into.bin", bytes))
+        const cursor = yield* handle.readFrom(0)
+        const first = new Uint8Array(32_000)
+        const second = new Uint8Array(32_000)
+        cursor.prefetch?.(32_000, first)
+        const viaSecond = yield* cursor.pull(32_000, second)
+        assert.strictEqual(viaSecond.buffer, second.buffer, "the pull's own buffer holds its bytes")
+        assert.isTrue(Buffer.from(viaSecond).equals(Buffer.from(bytes.subarray(0, 32_000))))
+        assert.isTrue(Buffer.from(first).equals(Buffer.from(bytes.subarray(0, 32_000))), "the read ahead finished")
+        cursor.prefetch?.(32_000, first)
+        const viaFirst = yield* cursor.pull(32_000, first)
+        assert.strictEqual(viaFirst.buffer, first.buffer)
+        assert.isTrue(Buffer.from(viaFirst).equals(Buffer.from(bytes.subarray(32_000))))
+      }))
+
+    it.scoped("an attempt whose read ahead is under way ends only once the read is done", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const bytes = testBytes(4 * 1024 * 1024, 6)
+        const handle = yield* open(writeFile(dir, "closing.bin", bytes))
+        const into = new Uint8Array(bytes.length)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const cursor = yield* handle.readFrom(0)
+          cursor.prefetch?.(bytes.length, into)
+        }))
+        assert.isTrue(Buffer.from(into).equals(Buffer.from(bytes)), "the buffer was filled before the attempt ended")
+      }))
+  })
 })
