@@ -6,27 +6,40 @@
  * never fatal; every child is killed and the temp dir removed at the end.
  * `BENCH_ONLY=copy,read,...` runs only the named scenarios (see `ScenarioName`). Quick and
  * partial runs write to `bench/results/dev/` instead (ignored by git). `BENCH_RENDER=<results.json>`
- * renders the report and charts again from a run's raw figures, measuring nothing.
+ * renders the report and charts again from a run's raw figures, measuring nothing. The nginx
+ * scenario installs nginx with `apt-get` when it is missing and this process is root, and is
+ * reported as skipped when nginx cannot be had.
  */
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import type { ChildOutcome, ChildSpec } from "./lib/child.js"
-import { compileRunners, killAll, runChild, startServer } from "./lib/child.js"
+import { compileRunners, freePort, killAll, runChild, startDaemon, startServer } from "./lib/child.js"
 import { makeRandomFile, remove, warm } from "./lib/files.js"
 import type { BenchConfig, BenchResults, MachineInfo, VariantRuns } from "./lib/model.js"
 import { summariseProfile } from "./lib/profile.js"
 import { renderReport, renderRssChart, renderThroughputChart } from "./lib/report.js"
 import { MB, mbPerSec } from "./lib/stats.js"
-import type { EffectJob, PlainJob, StackName } from "./runners/protocol.js"
+import type { EffectJob, FaultyJob, PlainJob, StackName } from "./runners/protocol.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
 /** The scenarios, in the order they run; `BENCH_ONLY` picks some of them. */
-type ScenarioName = "copy" | "read" | "http" | "memory" | "concurrent" | "soak" | "profile"
+type ScenarioName =
+  | "copy"
+  | "read"
+  | "http"
+  | "faulty"
+  | "memory"
+  | "concurrent"
+  | "cli"
+  | "nginx"
+  | "soak"
+  | "profile"
+  | "startup"
 
 const quick = process.env.BENCH_QUICK === "1"
 const only = process.env.BENCH_ONLY?.split(",").map((name) => name.trim())
@@ -45,7 +58,11 @@ const config: BenchConfig = quick
     concurrentRuns: 1,
     soakSmallFiles: 8,
     soakMs: 10_000,
-    latencyDelayMs: 20
+    latencyDelayMs: 20,
+    nginxSize: 32 * MiB,
+    faultySize: 16 * MiB,
+    faultyReads: 24,
+    startupRuns: 3
   }
   : {
     quick,
@@ -60,7 +77,11 @@ const config: BenchConfig = quick
     concurrentRuns: 3,
     soakSmallFiles: 8,
     soakMs: 60_000,
-    latencyDelayMs: 20
+    latencyDelayMs: 20,
+    nginxSize: 150 * MiB,
+    faultySize: 32 * MiB,
+    faultyReads: 24,
+    startupRuns: 10
   }
 
 const root = NodePath.resolve(import.meta.dirname, "..")
@@ -74,7 +95,11 @@ const log = (line: string) =>
 const machineInfo = (): MachineInfo => {
   let commit = "unknown"
   try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim()
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], {
+      cwd: root,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"]
+    }).trim()
   } catch {
     commit = "unknown"
   }
@@ -98,8 +123,8 @@ interface Variant {
   readonly runs: number
   /** The child to run; `scratch` is a fresh directory for this run's outputs. */
   readonly spec: (scratch: string) => ChildSpec
-  /** Checks what the run left in `scratch`; a message when it is wrong. */
-  readonly check?: (scratch: string) => string | undefined
+  /** Checks what the run left in `scratch` (and printed); a message when it is wrong. */
+  readonly check?: (scratch: string, outcome: ChildOutcome) => string | undefined
 }
 
 const tmp = NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "streaming-reader-bench-"))
@@ -107,7 +132,11 @@ let runnersDir = ""
 
 const cleanUp = () => {
   killAll()
-  remove(tmp)
+  try {
+    remove(tmp)
+  } catch (error) {
+    log(`could not remove ${tmp}: ${error instanceof Error ? error.message : String(error)}`)
+  }
   if (runnersDir === "") return
   remove(runnersDir)
   try {
@@ -120,8 +149,12 @@ process.on("exit", cleanUp)
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     log(`${signal}: stopping`)
-    cleanUp()
-    process.exit(130)
+    killAll()
+    // The rest on the next turn: a wrapper (`tsx`) hears first that the signal is handled here.
+    setImmediate(() => {
+      cleanUp()
+      process.exit(130)
+    })
   })
 }
 
@@ -168,6 +201,7 @@ const results: BenchResults = {
   variants: new Map(),
   profiles: [],
   scenarioErrors: [],
+  skipped: [],
   durations: []
 }
 
@@ -175,14 +209,20 @@ const summary = (outcome: ChildOutcome, variant: Variant) => {
   if (!outcome.ok) return `FAILED: ${outcome.error ?? ""}`
   const result = outcome.result
   if (result === undefined) {
-    return `${(outcome.wallMs / 1000).toFixed(2)} s whole process (${
-      mbPerSec(variant.bytes, outcome.wallMs).toFixed(0)
-    } MB/s)`
+    const seconds = `${(outcome.wallMs / 1000).toFixed(2)} s whole process`
+    return Number.isFinite(variant.bytes)
+      ? `${seconds} (${mbPerSec(variant.bytes, outcome.wallMs).toFixed(0)} MB/s, peak RSS ${
+        (outcome.procPeakRss / MB).toFixed(0)
+      } MB)`
+      : seconds
   }
   const warm = result.warm === undefined ? "" : ` (2nd pass ${mbPerSec(result.bytes, result.warm.ms).toFixed(0)})`
+  const retries = result.retries === undefined ? "" : `, ${result.retries} retries`
   return `${mbPerSec(result.bytes, result.ms).toFixed(0)} MB/s${warm}, RSS idle ${
     (result.idleRss / MB).toFixed(0)
-  } MB, peak +${((result.peakRss - result.idleRss) / MB).toFixed(1)} MB, ${(outcome.wallMs / 1000).toFixed(1)} s in all`
+  } MB, peak +${((result.peakRss - result.idleRss) / MB).toFixed(1)} MB${retries}, ${
+    (outcome.wallMs / 1000).toFixed(1)
+  } s in all`
 }
 
 /**
@@ -203,7 +243,7 @@ const runRounds = async (scenario: string, variants: ReadonlyArray<Variant>) => 
         const moved = outcome.result?.bytes
         const problem = moved !== undefined && Number.isFinite(variant.bytes) && moved !== variant.bytes
           ? `moved ${moved} bytes, expected ${variant.bytes}`
-          : variant.check?.(scratch)
+          : variant.check?.(scratch, outcome)
         if (problem !== undefined) outcome = { ...outcome, ok: false, error: problem }
       }
       remove(scratch)
@@ -231,31 +271,49 @@ const scenario = async (name: ScenarioName, body: () => Promise<void>) => {
 /** The data files of every scenario. */
 interface DataFiles {
   readonly big: string
+  readonly bigSha256: string
   readonly http: string
   readonly tiny: string
   readonly latency: string
   /** Hard links to one `streamSize` file. */
   readonly streams: ReadonlyArray<string>
+  /** The object of the faulty HTTP reads. */
+  readonly faulty: string
+  readonly faultySha256: string
+  /** The object nginx serves, alone in its directory (nginx's root). */
+  readonly nginx: string
+  readonly nginxSha256: string
 }
 
 const makeData = async (): Promise<DataFiles> => {
   const dataDir = NodePath.join(tmp, "data")
   NodeFs.mkdirSync(dataDir)
+  const wwwDir = NodePath.join(tmp, "www")
+  NodeFs.mkdirSync(wwwDir)
   const at = (name: string) => NodePath.join(dataDir, name)
+  const big = at("big.bin")
+  const faulty = at("faulty.bin")
+  const nginx = NodePath.join(wwwDir, "nginx.bin")
   const files: DataFiles = {
-    big: at("big.bin"),
+    big,
+    bigSha256: await makeRandomFile(big, config.bigSize),
     http: at("http.bin"),
     tiny: at("tiny.bin"),
     latency: at("latency.bin"),
-    streams: Array.from({ length: config.streams }, (_, i) => at(`stream-${String(i).padStart(3, "0")}.bin`))
+    streams: Array.from({ length: config.streams }, (_, i) => at(`stream-${String(i).padStart(3, "0")}.bin`)),
+    faulty,
+    faultySha256: await makeRandomFile(faulty, config.faultySize),
+    nginx,
+    nginxSha256: await makeRandomFile(nginx, config.nginxSize)
   }
-  await makeRandomFile(files.big, config.bigSize)
   await makeRandomFile(files.http, config.httpSize)
   await makeRandomFile(files.tiny, config.smallSize)
   await makeRandomFile(files.latency, config.latencySize)
   await makeRandomFile(files.streams[0]!, config.streamSize)
   for (const link of files.streams.slice(1)) NodeFs.linkSync(files.streams[0]!, link)
-  for (const path of [files.big, files.http, files.tiny, files.latency, files.streams[0]!]) await warm(path)
+  for (const path of [files.big, files.http, files.tiny, files.latency, files.streams[0]!, faulty, nginx]) {
+    await warm(path)
+  }
   return files
 }
 
@@ -285,21 +343,6 @@ const copyScenario = (files: DataFiles) => {
       config.runs,
       (scratch) => plain({ kind: "pipeline-copy", src: files.big, out: NodePath.join(scratch, "out.bin"), warm: true })
     ),
-    copy("copy.cli", "CLI `read --out --quiet` (enhanced, no hash)", config.runs, (scratch) => ({
-      args: [
-        NodePath.join(root, "dist", "programs", "main.js"),
-        "read",
-        files.big,
-        "--out",
-        NodePath.join(scratch, "out.bin"),
-        "--quiet",
-        "--state",
-        NodePath.join(scratch, "state.db")
-      ],
-      cwd: root,
-      timeoutMs: defaultTimeoutMs,
-      expectResult: false
-    })),
     copy(
       "copy.enhanced",
       "copyToFile, enhanced, all features on",
@@ -396,6 +439,13 @@ const httpScenario = async (files: DataFiles) => {
         runs: config.runs,
         spec: () => plain({ kind: "fetch-read", url, warm: true })
       },
+      {
+        id: "http.undici",
+        label: "undici.request, body drained",
+        bytes: config.httpSize,
+        runs: config.runs,
+        spec: () => plain({ kind: "undici-read", url, warm: true })
+      },
       read("http.enhanced", "reader, enhanced, default options", config.runs, false, "enhanced"),
       read("http.enhanced-reuse", "reader, enhanced, reuseBuffers", config.sideRuns, true, "enhanced"),
       read("http.basic", "reader, BasicStack (64 KiB fixed)", config.sideRuns, false, "basic")
@@ -439,7 +489,7 @@ const concurrentScenario = (files: DataFiles) =>
   runRounds("concurrent", [
     {
       id: "concurrent.100",
-      label: `${config.streams} concurrent streams, enhanced, default options`,
+      label: `${config.streams} concurrent streams, enhanced, default options (owned chunks)`,
       bytes: config.streams * config.streamSize,
       runs: config.concurrentRuns,
       spec: () => effect({ kind: "concurrent", sources: files.streams })
@@ -464,6 +514,281 @@ const soakScenario = (files: DataFiles) =>
           ["--expose-gc"],
           config.soakMs + 120_000
         )
+    }
+  ])
+
+/** The CLI's bin, as a user runs it. */
+const bin = () => NodePath.join(root, "bin", "streaming-reader.js")
+
+/** A run of the CLI (`node bin/streaming-reader.js …`), timed from spawn to exit. */
+const cli = (args: ReadonlyArray<string>, keepStdout = false): ChildSpec => ({
+  args: [bin(), ...args],
+  cwd: root,
+  timeoutMs: defaultTimeoutMs,
+  expectResult: false,
+  keepStdout
+})
+
+/** Checks the CLI's `--json` line: the bytes and the sha256 of the source. */
+const jsonSummary = (bytes: number, sha256: string) => (_: string, outcome: ChildOutcome) => {
+  const line = (outcome.stdout ?? "").trim().split("\n").pop() ?? ""
+  try {
+    const summary = JSON.parse(line) as { readonly bytes?: number; readonly sha256?: string }
+    if (summary.bytes !== bytes) return `--json says ${summary.bytes ?? "no"} bytes, expected ${bytes}`
+    if (summary.sha256 !== sha256) return `--json says sha256 ${summary.sha256 ?? "none"}, expected ${sha256}`
+    return undefined
+  } catch {
+    return `no --json line: ${line.slice(0, 200)}`
+  }
+}
+
+/** Both checks in turn. */
+const both = (
+  first: (scratch: string, outcome: ChildOutcome) => string | undefined,
+  second: (scratch: string, outcome: ChildOutcome) => string | undefined
+) =>
+(scratch: string, outcome: ChildOutcome) => first(scratch, outcome) ?? second(scratch, outcome)
+
+const cliScenario = (files: DataFiles) => {
+  const size = config.bigSize
+  const copyArgs = (scratch: string) => [
+    "read",
+    files.big,
+    "--out",
+    NodePath.join(scratch, "out.bin"),
+    "--quiet",
+    "--state",
+    NodePath.join(scratch, "state.db")
+  ]
+  return runRounds("cli", [
+    {
+      id: "cli.pipeline",
+      label: "`stream.pipeline(createReadStream, createWriteStream)` script, defaults",
+      bytes: size,
+      runs: config.runs,
+      spec: (scratch) => ({
+        args: [NodePath.join(runnersDir, "copy-script.js"), files.big, NodePath.join(scratch, "out.bin")],
+        cwd: root,
+        timeoutMs: defaultTimeoutMs,
+        expectResult: false
+      }),
+      check: outputSize(size)
+    },
+    {
+      id: "cli.copy",
+      label: "CLI `read <file> --out --quiet` (no hashing)",
+      bytes: size,
+      runs: config.runs,
+      spec: (scratch) => cli(copyArgs(scratch)),
+      check: outputSize(size)
+    },
+    {
+      id: "cli.copy-json",
+      label: "CLI `read <file> --out --quiet --json` (sha256)",
+      bytes: size,
+      runs: config.runs,
+      spec: (scratch) => cli([...copyArgs(scratch), "--json"], true),
+      check: both(outputSize(size), jsonSummary(size, files.bigSha256))
+    }
+  ])
+}
+
+/** Directories searched for a program besides `PATH` (nginx lives in `/usr/sbin`). */
+const sbinDirs = ["/usr/local/sbin", "/usr/sbin", "/sbin"]
+
+/** The full path of an executable program, from `PATH` and the sbin directories. */
+const findProgram = (name: string): string | undefined => {
+  const dirs = [...(process.env.PATH ?? "").split(NodePath.delimiter).filter((dir) => dir !== ""), ...sbinDirs]
+  for (const dir of dirs) {
+    const path = NodePath.join(dir, name)
+    try {
+      NodeFs.accessSync(path, NodeFs.constants.X_OK)
+      if (NodeFs.statSync(path).isFile()) return path
+    } catch {
+      continue
+    }
+  }
+  return undefined
+}
+
+/**
+ * A program from the Debian package of the same name: found, or installed with `apt-get install
+ * -y` when this process is root (once more after `apt-get update` if that fails); a reason when
+ * it cannot be had.
+ */
+const ensureProgram = (name: string): { readonly path: string } | { readonly reason: string } => {
+  const found = findProgram(name)
+  if (found !== undefined) return { path: found }
+  if (process.getuid?.() !== 0) return { reason: `${name} unavailable (not installed, and not root to install it)` }
+  const aptGet = (args: ReadonlyArray<string>) => {
+    log(`apt-get ${args.join(" ")}`)
+    const run = spawnSync("apt-get", [...args], {
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      stdio: "ignore",
+      timeout: 180_000
+    })
+    return run.status === 0
+  }
+  if (!aptGet(["install", "-y", name])) {
+    aptGet(["update"])
+    aptGet(["install", "-y", name])
+  }
+  const installed = findProgram(name)
+  if (installed === undefined) return { reason: `${name} unavailable (apt-get install failed)` }
+  if (name === "nginx" && NodeFs.existsSync("/run/nginx.pid")) {
+    // The package may have started the system's nginx (port 80): only ours is wanted.
+    spawnSync(installed, ["-s", "quit"], { stdio: "ignore", timeout: 10_000 })
+  }
+  return { path: installed }
+}
+
+/** An nginx configuration with every path in `dir`: one worker in the foreground, serving `wwwDir`. */
+const nginxConfig = (dir: string, wwwDir: string, port: number) =>
+  [
+    "daemon off;",
+    "master_process off;",
+    "worker_processes 1;",
+    `pid ${dir}/nginx.pid;`,
+    `error_log ${dir}/error.log warn;`,
+    "events { worker_connections 256; }",
+    "http {",
+    "  access_log off;",
+    "  default_type application/octet-stream;",
+    "  sendfile on;",
+    "  tcp_nopush on;",
+    `  client_body_temp_path ${dir}/client_body;`,
+    `  proxy_temp_path ${dir}/proxy;`,
+    `  fastcgi_temp_path ${dir}/fastcgi;`,
+    `  uwsgi_temp_path ${dir}/uwsgi;`,
+    `  scgi_temp_path ${dir}/scgi;`,
+    "  server {",
+    `    listen 127.0.0.1:${port};`,
+    `    root ${wwwDir};`,
+    "  }",
+    "}",
+    ""
+  ].join("\n")
+
+const skip = (name: ScenarioName, reason: string) => {
+  results.skipped.push({ scenario: name, reason })
+  log(`scenario ${name} skipped: ${reason}`)
+}
+
+const nginxScenario = async (files: DataFiles) => {
+  const nginx = ensureProgram("nginx")
+  if ("reason" in nginx) return skip("nginx", nginx.reason)
+  const curl = ensureProgram("curl")
+  if ("reason" in curl) return skip("nginx", curl.reason)
+  const dir = NodeFs.mkdtempSync(NodePath.join(tmp, "nginx-"))
+  const port = await freePort()
+  const conf = NodePath.join(dir, "nginx.conf")
+  NodeFs.writeFileSync(conf, nginxConfig(dir, NodePath.dirname(files.nginx), port))
+  const server = await startDaemon(
+    nginx.path,
+    ["-p", dir, "-c", conf, "-e", NodePath.join(dir, "error.log")],
+    dir,
+    port
+  )
+  try {
+    const url = `http://127.0.0.1:${port}/${NodePath.basename(files.nginx)}`
+    const size = config.nginxSize
+    await runRounds("nginx", [
+      {
+        id: "nginx.curl",
+        label: "`curl -s -o <file> URL`",
+        bytes: size,
+        runs: config.runs,
+        spec: (scratch) => ({
+          command: curl.path,
+          args: ["-s", "-f", "-o", NodePath.join(scratch, "out.bin"), url],
+          cwd: root,
+          timeoutMs: defaultTimeoutMs,
+          expectResult: false
+        }),
+        check: outputSize(size)
+      },
+      {
+        id: "nginx.cli",
+        label: "CLI `read URL --out <file> --json`",
+        bytes: size,
+        runs: config.runs,
+        spec: (scratch) =>
+          cli(
+            [
+              "read",
+              url,
+              "--out",
+              NodePath.join(scratch, "out.bin"),
+              "--json",
+              "--state",
+              NodePath.join(scratch, "s.db")
+            ],
+            true
+          ),
+        check: both(outputSize(size), jsonSummary(size, files.nginxSha256))
+      }
+    ])
+  } finally {
+    server.stop()
+  }
+}
+
+const faultyScenario = async (files: DataFiles) => {
+  const server = await startServer([NodePath.join(runnersDir, "server.js"), NodePath.dirname(files.faulty)], root)
+  try {
+    const url = `http://127.0.0.1:${server.port}/${NodePath.basename(files.faulty)}?faults=1`
+    const faulty = (id: string, label: string, reads: number): Variant => {
+      const job: FaultyJob = {
+        url,
+        reads,
+        size: config.faultySize,
+        sha256: files.faultySha256,
+        retries: 50,
+        maxRetryDelayMs: 50
+      }
+      return {
+        id,
+        label,
+        bytes: reads * config.faultySize,
+        runs: config.sideRuns,
+        spec: () => ({
+          args: [NodePath.join(runnersDir, "faulty.js"), JSON.stringify(job)],
+          cwd: root,
+          timeoutMs: defaultTimeoutMs,
+          expectResult: true
+        })
+      }
+    }
+    await runRounds("faulty", [
+      faulty("faulty.1", "one faulty read", 1),
+      faulty(`faulty.${config.faultyReads}`, `${config.faultyReads} faulty reads at once`, config.faultyReads)
+    ])
+  } finally {
+    server.stop()
+  }
+}
+
+const startupScenario = () =>
+  runRounds("startup", [
+    {
+      id: "startup.bin",
+      label: "`node bin/streaming-reader.js --help`",
+      bytes: Number.NaN,
+      runs: config.startupRuns,
+      spec: () => cli(["--help"])
+    },
+    {
+      id: "startup.npm",
+      label: "`npm start --silent -- --help`",
+      bytes: Number.NaN,
+      runs: config.startupRuns,
+      spec: () => ({
+        command: "npm",
+        args: ["start", "--silent", "--", "--help"],
+        cwd: root,
+        timeoutMs: defaultTimeoutMs,
+        expectResult: false
+      })
     }
   ])
 
@@ -524,17 +849,20 @@ const writeResults = (final: BenchResults = { ...results, finishedAt: new Date()
   )
 }
 
-/** Reads a `results.json` back (to render the report again without measuring). */
+/** Reads a `results.json` back (to render the report again without measuring); sizes it lacks are this run's. */
 const readResults = (path: string): BenchResults => {
   const raw = JSON.parse(NodeFs.readFileSync(path, "utf8")) as
-    & Omit<BenchResults, "variants" | "startedAt" | "finishedAt">
+    & Omit<BenchResults, "variants" | "startedAt" | "finishedAt" | "skipped">
     & {
+      readonly skipped?: BenchResults["skipped"]
       readonly variants: ReadonlyArray<VariantRuns>
       readonly startedAt: string
       readonly finishedAt: string
     }
   return {
     ...raw,
+    config: { ...config, ...raw.config },
+    skipped: raw.skipped ?? [],
     startedAt: new Date(raw.startedAt),
     finishedAt: new Date(raw.finishedAt),
     variants: new Map(raw.variants.map((variant) => [variant.id, variant]))
@@ -560,10 +888,14 @@ const main = async () => {
   await scenario("copy", () => copyScenario(files))
   await scenario("read", () => readScenario(files))
   await scenario("http", () => httpScenario(files))
+  await scenario("faulty", () => faultyScenario(files))
   await scenario("memory", () => memoryScenario(files))
   await scenario("concurrent", () => concurrentScenario(files))
+  await scenario("cli", () => cliScenario(files))
+  await scenario("nginx", () => nginxScenario(files))
   await scenario("soak", () => soakScenario(files))
   await scenario("profile", () => profileScenario(files))
+  await scenario("startup", startupScenario)
   writeResults()
   log(`done: ${NodePath.relative(root, NodePath.join(resultsDir, "REPORT.md"))}`)
 }

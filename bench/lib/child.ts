@@ -1,12 +1,14 @@
 /**
- * Child processes: every variant runs in a fresh `node` process. Runners are transpiled once
- * (no `tsx` loader in the children: it costs about a second of start-up per process), each
- * child is timed from spawn to exit, its RSS is also sampled from `/proc` (for the CLI, which
- * prints no figures), and every child still alive is killed by `killAll`.
+ * Child processes: every variant runs in a fresh process (`node`, or another program such as
+ * `curl` or `npm`). Runners are transpiled once (no `tsx` loader in the children: it costs about
+ * a second of start-up per process), each child is timed from spawn to exit, its RSS is also
+ * sampled from `/proc` (for the CLI, which prints no figures), and every child still alive
+ * (servers included) is killed by `killAll`.
  */
 import type { ChildProcess } from "node:child_process"
 import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
+import * as NodeNet from "node:net"
 import * as NodePath from "node:path"
 import ts from "typescript"
 import type { RunnerResult } from "../runners/protocol.js"
@@ -61,13 +63,17 @@ const procRss = (pid: number): number => {
 
 /** How to run one child. */
 export interface ChildSpec {
-  /** Arguments to `node`. */
+  /** The program to run, looked up in `PATH`; this process's `node` when absent. */
+  readonly command?: string
+  /** Arguments to the program. */
   readonly args: ReadonlyArray<string>
   readonly env?: Readonly<Record<string, string>>
   readonly cwd: string
   readonly timeoutMs: number
   /** Whether the child prints a `BENCH_RESULT` line (runners) or not (the CLI). */
   readonly expectResult: boolean
+  /** Keep what the child printed on stdout in the outcome (the CLI's `--json` line). */
+  readonly keepStdout?: boolean
 }
 
 /** How one child went. */
@@ -79,6 +85,8 @@ export interface ChildOutcome {
   /** Highest RSS the parent saw in `/proc` (every 50 ms), in bytes. */
   readonly procPeakRss: number
   readonly result?: RunnerResult
+  /** What the child printed on stdout, when the spec asked to keep it. */
+  readonly stdout?: string
 }
 
 const tail = (text: string, lines: number) => text.trim().split("\n").slice(-lines).join(" | ").slice(0, 600)
@@ -88,7 +96,7 @@ const head = (text: string, lines: number) => text.trim().split("\n").slice(0, l
 export const runChild = (spec: ChildSpec): Promise<ChildOutcome> =>
   new Promise((resolve) => {
     const startedAt = performance.now()
-    const child = spawn(process.execPath, [...spec.args], {
+    const child = spawn(spec.command ?? process.execPath, [...spec.args], {
       cwd: spec.cwd,
       env: childEnv(spec.env ?? {}),
       stdio: ["ignore", "pipe", "pipe"]
@@ -111,7 +119,8 @@ export const runChild = (spec: ChildSpec): Promise<ChildOutcome> =>
       clearInterval(sampler)
       clearTimeout(timer)
       live.delete(child)
-      resolve({ ...outcome, wallMs: performance.now() - startedAt, procPeakRss })
+      const wallMs = performance.now() - startedAt
+      resolve({ ...outcome, wallMs, procPeakRss, ...(spec.keepStdout === true ? { stdout } : {}) })
     }
     child.on("error", (error) => finish({ ok: false, error: `spawn failed: ${error.message}` }))
     child.on("close", (code, signal) => {
@@ -168,3 +177,71 @@ export const startServer = (args: ReadonlyArray<string>, cwd: string, timeoutMs 
       reject(new Error(`server exited (${code}): ${tail(stderr, 4)}`))
     })
   })
+
+/** A free TCP port on 127.0.0.1 (free when asked; the caller binds it right after). */
+export const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const probe = NodeNet.createServer()
+    probe.once("error", reject)
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      probe.close(() => resolve(port))
+    })
+  })
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port`; fails after `timeoutMs` or once `alive` is false. */
+const listening = (port: number, timeoutMs: number, alive: () => boolean): Promise<void> => {
+  const deadline = performance.now() + timeoutMs
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const socket = NodeNet.connect(port, "127.0.0.1")
+      socket.once("connect", () => {
+        socket.destroy()
+        resolve()
+      })
+      socket.once("error", () => {
+        socket.destroy()
+        if (!alive() || performance.now() > deadline) reject(new Error(`nothing listens on port ${port}`))
+        else setTimeout(attempt, 50)
+      })
+    }
+    attempt()
+  })
+}
+
+/**
+ * Starts a long-running program (nginx in the foreground) that listens on `port` once ready;
+ * it is killed by `stop` or by `killAll`. Fails when it exits or does not listen in time.
+ */
+export const startDaemon = async (
+  command: string,
+  args: ReadonlyArray<string>,
+  cwd: string,
+  port: number,
+  timeoutMs = 20_000
+): Promise<Server> => {
+  const child = spawn(command, [...args], { cwd, env: childEnv({}), stdio: ["ignore", "ignore", "pipe"] })
+  live.add(child)
+  let stderr = ""
+  child.stderr.setEncoding("utf8").on("data", (data: string) => void (stderr = (stderr + data).slice(-20_000)))
+  const stop = () => {
+    child.kill("SIGKILL")
+    live.delete(child)
+  }
+  const exited = new Promise<never>((_, reject) => {
+    child.once("error", (error) => reject(new Error(`${command} did not start: ${error.message}`)))
+    child.once("exit", (code, signal) => {
+      live.delete(child)
+      reject(new Error(`${command} exited (${code ?? signal}): ${tail(stderr, 4)}`))
+    })
+  })
+  exited.catch(() => undefined)
+  try {
+    await Promise.race([listening(port, timeoutMs, () => child.exitCode === null && child.signalCode === null), exited])
+  } catch (error) {
+    stop()
+    throw error
+  }
+  return { port, stop }
+}

@@ -45,6 +45,13 @@ export interface BenchConfig {
   /** Files of `streamSize` the soak loop reads after the big one, each round. */
   readonly soakSmallFiles: number
   readonly latencyDelayMs: number
+  /** The object nginx serves. */
+  readonly nginxSize: number
+  /** The object of the faulty HTTP reads, and how many of them run at once. */
+  readonly faultySize: number
+  readonly faultyReads: number
+  /** Runs of each start-up variant (`--help`). */
+  readonly startupRuns: number
 }
 
 /** One CPU profile taken during the run: its first pass (cold) and its second (warm). */
@@ -68,6 +75,8 @@ export interface BenchResults {
   readonly profiles: Array<ProfileResult>
   /** Scenarios that could not run at all, with why. */
   readonly scenarioErrors: Array<{ readonly scenario: string; readonly error: string }>
+  /** Scenarios left out on purpose (a tool this machine lacks), with why. */
+  readonly skipped: Array<{ readonly scenario: string; readonly reason: string }>
   readonly durations: Array<{ readonly scenario: string; readonly seconds: number }>
 }
 
@@ -96,6 +105,10 @@ export const wallThroughput = (variant: VariantRuns | undefined): Spread =>
 /** Whole-process seconds of each successful run. */
 export const wallSeconds = (variant: VariantRuns | undefined): Spread =>
   spread(okOutcomes(variant).map((outcome) => outcome.wallMs / 1000))
+
+/** Whole-process milliseconds of each successful run. */
+export const wallMs = (variant: VariantRuns | undefined): Spread =>
+  spread(okOutcomes(variant).map((outcome) => outcome.wallMs))
 
 /** Peak RSS minus the RSS at idle, in MB, of each successful run. */
 export const rssAboveIdle = (variant: VariantRuns | undefined): Spread =>

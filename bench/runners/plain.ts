@@ -1,11 +1,14 @@
 /**
  * The plain Node baselines, one job per process: `stream.pipeline` copy at defaults, a
- * `FileHandle.read` loop reusing one buffer, and `fetch` (undici) draining a response body.
+ * `FileHandle.read` loop reusing one buffer, and `fetch` and `undici.request` draining a
+ * response body (each loads its `undici` before the work is timed, as our runner builds its
+ * layers first).
  * Usage: `node --import tsx bench/runners/plain.ts '<PlainJob as JSON>'`.
  */
 import * as NodeFs from "node:fs"
 import * as NodeFsPromises from "node:fs/promises"
 import { pipeline } from "node:stream/promises"
+import type { request as UndiciRequest } from "undici"
 import type { PlainJob, RunnerResult, WarmPass } from "./protocol.js"
 import { emitError, emitResult, jobArgument, monotonicUs, readHeap, startSampler } from "./protocol.js"
 
@@ -44,6 +47,21 @@ const fetchRead = async (url: string): Promise<number> => {
   }
 }
 
+/** `undici`'s `request`, loaded before the work starts for the jobs that use it. */
+let undiciRequest: typeof UndiciRequest | undefined
+
+/** Drains an `undici.request` response body. */
+const undiciRead = async (url: string): Promise<number> => {
+  const { body, statusCode } = await undiciRequest!(url)
+  if (statusCode !== 200) {
+    await body.dump()
+    throw new Error(`HTTP ${statusCode} from ${url}`)
+  }
+  let bytes = 0
+  for await (const chunk of body) bytes += (chunk as Buffer).length
+  return bytes
+}
+
 const work = (job: PlainJob): Promise<number> => {
   switch (job.kind) {
     case "pipeline-copy":
@@ -52,11 +70,16 @@ const work = (job: PlainJob): Promise<number> => {
       return fileHandleRead(job.src, job.chunk)
     case "fetch-read":
       return fetchRead(job.url)
+    case "undici-read":
+      return undiciRead(job.url)
   }
 }
 
 const main = async () => {
   const job = jobArgument<PlainJob>()
+  if (job.kind === "undici-read") undiciRequest = (await import("undici")).request
+  // Touching `Headers` loads Node's own undici, which the first `fetch` would load inside the timed work.
+  if (job.kind === "fetch-read") void globalThis.Headers
   const idleRss = process.memoryUsage.rss()
   const memoryBefore = readHeap()
   const sampler = startSampler(false)

@@ -37,8 +37,10 @@ export interface RunnerResult {
   readonly peakRss: number
   /** When the work started and ended, in microseconds of the monotonic clock (as a `.cpuprofile`'s timestamps). */
   readonly windowUs: readonly [number, number]
-  /** Reads completed (soak and concurrent runs). */
+  /** Reads completed (soak, concurrent and faulty runs). */
   readonly reads?: number
+  /** Attempts the reader retried after a failure (faulty runs). */
+  readonly retries?: number
   /** The RSS samples, when the job asked for them. */
   readonly series?: ReadonlyArray<RssPoint>
   /** The V8 heap and the ArrayBuffers right before and right after the first pass. */
@@ -91,6 +93,7 @@ export type PlainJob =
     | { readonly kind: "pipeline-copy"; readonly src: string; readonly out: string }
     | { readonly kind: "fh-read"; readonly src: string; readonly chunk: number }
     | { readonly kind: "fetch-read"; readonly url: string }
+    | { readonly kind: "undici-read"; readonly url: string }
   )
   & WarmOption
 
@@ -126,6 +129,17 @@ export type EffectJob =
     | { readonly kind: "soak"; readonly sources: ReadonlyArray<string>; readonly durationMs: number }
   )
   & WarmOption
+
+/** The job of the faulty-HTTP runner (`faulty.ts`): `reads` reads of one URL at once, each checked. */
+export interface FaultyJob {
+  readonly url: string
+  readonly reads: number
+  /** The object's size and sha256, which every read must match. */
+  readonly size: number
+  readonly sha256: string
+  readonly retries: number
+  readonly maxRetryDelayMs: number
+}
 
 /** Samples RSS every 50 ms from now until `stop`; keeps the series when asked. */
 export const startSampler = (keepSeries: boolean) => {

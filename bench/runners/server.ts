@@ -2,7 +2,10 @@
  * A plain `node:http` file server on 127.0.0.1 for the HTTP scenarios, in its own process so
  * it does not share an event loop with the client measured. Serves `<root>/<name>` with
  * Range (206, Content-Range, 416), ETag and Last-Modified; `?delayMs=D` writes the body in
- * 64 KiB pieces and waits D ms before each (injected latency per response chunk).
+ * 64 KiB pieces and waits D ms before each (injected latency per response chunk); `?faults=1`
+ * answers about one request in ten with a 503 and cuts the connection (`socket.destroy`) after
+ * a pseudo-random 2–8 MiB of each response body it does not refuse (a fixed seed: the same
+ * sequence of faults each run), so a reader has to resume with Range requests.
  * Usage: `node bench/runners/server.js <root>`; prints `listening <port>` once ready.
  */
 import * as Http from "node:http"
@@ -16,6 +19,27 @@ import { setTimeout as sleep } from "node:timers/promises"
 const delayedPiece = 64 * 1024
 
 const root = process.argv[2] ?? "."
+
+/** Share of fault-mode requests answered with a 503. */
+const unavailableShare = 0.1
+/** Fault-mode bodies are cut after this many bytes at least, and at most. */
+const cutRange = [2 * 1024 * 1024, 8 * 1024 * 1024] as const
+/** Size of each piece a fault-mode body is written in. */
+const faultyPiece = 256 * 1024
+
+/** A small seeded generator (mulberry32) of numbers in [0, 1): the faults of one server. */
+const seeded = (seed: number) => {
+  let state = seed >>> 0
+  return (): number => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const faultDraw = seeded(0x5eed)
 
 /** Resolves once the response can take more bytes, or at once if it was closed. */
 const drained = (response: Http.ServerResponse) =>
@@ -54,6 +78,34 @@ const writeDelayed = async (
   }
 }
 
+/** Resolves once `piece` is handed to the socket, or at once if the response was closed. */
+const written = (response: Http.ServerResponse, piece: Uint8Array) =>
+  new Promise<void>((resolve) => {
+    if (response.destroyed) return resolve()
+    response.write(piece, () => resolve())
+  })
+
+/** Writes bytes `start`..`end` of `path`, then destroys the connection once `cutAfter` bytes are out. */
+const writeCut = async (path: string, start: number, end: number, cutAfter: number, response: Http.ServerResponse) => {
+  const handle = await NodeFsPromises.open(path, "r")
+  try {
+    const stop = Math.min(end + 1, start + cutAfter)
+    let position = start
+    while (position < stop && !response.destroyed) {
+      const length = Math.min(faultyPiece, stop - position)
+      const piece = Buffer.allocUnsafe(length)
+      const { bytesRead } = await handle.read(piece, 0, length, position)
+      if (bytesRead === 0) break
+      position += bytesRead
+      await written(response, piece.subarray(0, bytesRead))
+    }
+    if (position > end) response.end()
+    else response.socket?.destroy()
+  } finally {
+    await handle.close()
+  }
+}
+
 const serve = async (request: Http.IncomingMessage, response: Http.ServerResponse) => {
   const url = new URL(request.url ?? "/", "http://127.0.0.1")
   const path = NodePath.join(root, NodePath.basename(url.pathname))
@@ -63,6 +115,11 @@ const serve = async (request: Http.IncomingMessage, response: Http.ServerRespons
     return
   }
   const size = info.size
+  const faults = url.searchParams.get("faults") === "1"
+  if (faults && request.method !== "HEAD" && faultDraw() < unavailableShare) {
+    response.writeHead(503, { "content-length": 0, "retry-after": "0" }).end()
+    return
+  }
   const headers: Record<string, string | number> = {
     "accept-ranges": "bytes",
     "content-type": "application/octet-stream",
@@ -90,7 +147,9 @@ const serve = async (request: Http.IncomingMessage, response: Http.ServerRespons
     return
   }
   const delayMs = Number(url.searchParams.get("delayMs") ?? "0")
-  if (delayMs > 0) await writeDelayed(path, start, end, delayMs, response)
+  if (faults) {
+    await writeCut(path, start, end, cutRange[0] + Math.floor(faultDraw() * (cutRange[1] - cutRange[0])), response)
+  } else if (delayMs > 0) await writeDelayed(path, start, end, delayMs, response)
   else await pipeline(NodeFs.createReadStream(path, { start, end, highWaterMark: 256 * 1024 }), response)
 }
 
