@@ -10,6 +10,7 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { Chunk, Clock, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
 import { createHash } from "node:crypto"
+import { Readable } from "node:stream"
 import {
   BadRedirect,
   HttpStatusError,
@@ -24,6 +25,7 @@ import {
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
 import { networkReason, systemFailure } from "../SystemErrors.js"
 import { parseContentLength, parseContentRange, parseUnsatisfiedRange, rangeFrom } from "./HttpRanges.js"
+import { readableRange } from "./readableRange.js"
 import { rechunk } from "./rechunk.js"
 
 /** Redirects followed per attempt; one more is a `BadRedirect`. */
@@ -240,19 +242,18 @@ const interpret = (
         })
       }
       const identity = range.total === undefined ? tags : { size: range.total, ...tags }
-      const pull = yield* Stream.toPull(response.stream).pipe(Scope.extend(hopScope))
       // A server may send less than the rest (a capped range, or of an unknown total): its end is then no end.
       const rangeIsTheRest = range.total !== undefined && range.end + 1 === range.total
       const restOf = rangeIsTheRest ? undefined : range.total ?? "?"
-      return makeCursor(source, identity, pull, hopScope, offset, offset, range.end + 1, restOf)
+      return yield* makeCursor(source, identity, response, hopScope, offset, offset, range.end + 1, restOf)
     }
 
     if (status >= 200 && status < 300) {
       const length = parseContentLength(headers["content-length"])
       const identity = length === undefined ? tags : { size: length, ...tags }
       if (length !== undefined && length < offset) yield* pastTheEnd(source, offset, length, expected, identity)
-      const pull = yield* Stream.toPull(response.stream).pipe(Scope.extend(hopScope))
-      return makeCursor(source, identity, pull, hopScope, 0, offset, length ?? Number.POSITIVE_INFINITY, undefined)
+      const end = length ?? Number.POSITIVE_INFINITY
+      return yield* makeCursor(source, identity, response, hopScope, 0, offset, end, undefined)
     }
 
     if (status === 416) {
@@ -293,88 +294,125 @@ const makeEndCursor = (identity: SourceIdentity): SourceCursor => ({
 })
 
 /**
+ * The Node `Readable` a response of the platform's Node clients reads its body from: the
+ * undici client keeps undici's answer as the response's `source` (its `body` is the stream),
+ * the `node:http` client the `IncomingMessage` itself. `undefined` for any other client.
+ */
+export const nodeBodyOf = (response: HttpClientResponse.HttpClientResponse): Readable | undefined => {
+  const wrapped: unknown = (response as { readonly source?: unknown }).source
+  if (wrapped instanceof Readable) return wrapped
+  const body: unknown = typeof wrapped === "object" && wrapped !== null
+    ? (wrapped as { readonly body?: unknown }).body
+    : undefined
+  return body instanceof Readable ? body : undefined
+}
+
+/**
  * A cursor over one response body, living in `scope` (the answer's). `bodyStart` is the
  * absolute offset of the body's first byte, `offset` the first byte to deliver (bytes before it
  * are discarded: a server that ignored the range), `end` the exclusive absolute end (bytes past
  * it are dropped). `restOf` is set when `end` is not the end of the object (a shorter range): the
  * total, or `?` when unknown. Reaching `end` then fails transiently, so the read goes on with a
  * new request.
+ *
+ * The body of the platform's Node clients is read from its stream directly (`readableRange`);
+ * that of any other client through the response's `Stream`, re-sliced by `rechunk`.
  */
 const makeCursor = (
   source: string,
   identity: SourceIdentity,
-  pullChunk: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<HttpClientError.ResponseError>>,
+  response: HttpClientResponse.HttpClientResponse,
   scope: Scope.Scope,
   bodyStart: number,
   offset: number,
   end: number,
   restOf: number | "?" | undefined
-): SourceCursor => {
-  let bodyPosition = bodyStart // absolute offset of the next body byte not yet taken from the stream
-  let queue: ReadonlyArray<Uint8Array> = []
-  let queueIndex = 0
-  let bodyDone = false
-  let failure: TransientReadError | undefined
-
-  const fail = (error: TransientReadError) => {
-    bodyDone = true
-    failure = error
-    return Effect.fail(error)
-  }
-
-  const atEnd: Effect.Effect<undefined, TransientReadError> = Effect.suspend(() => {
-    bodyDone = true
-    return restOf === undefined
-      ? Effect.succeed(undefined)
-      : fail(
-        new TransientReadError({ source, reason: `the server sent a shorter range, up to byte ${end} of ${restOf}` })
-      )
-  })
-
-  // The next usable slice of the body, `undefined` at its end; fails only with a transient error.
-  const nextSlice: Effect.Effect<Uint8Array | undefined, TransientReadError> = Effect.suspend(() => {
-    if (failure !== undefined) return Effect.fail(failure)
-    while (queueIndex < queue.length) {
-      const raw = queue[queueIndex++]!
-      const chunkStart = bodyPosition
-      if (chunkStart >= end) return atEnd
-      bodyPosition += raw.byteLength
-      const from = Math.max(0, offset - chunkStart)
-      const to = Math.min(raw.byteLength, end - chunkStart)
-      if (from < to) {
-        if (bodyPosition >= end) bodyDone = true
-        return Effect.succeed(new Uint8Array(raw.buffer, raw.byteOffset + from, to - from))
+): Effect.Effect<SourceCursor> =>
+  Effect.gen(function*() {
+    // What the end of the body at absolute `position` means: too early, a shorter range, or the end.
+    const endAt = (position: number): TransientReadError | undefined => {
+      if (Number.isFinite(end) && position < end) {
+        return new TransientReadError({ source, reason: `body ended early at byte ${position} of ${end}` })
       }
+      return restOf === undefined
+        ? undefined
+        : new TransientReadError({ source, reason: `the server sent a shorter range, up to byte ${end} of ${restOf}` })
     }
-    if (bodyDone) return atEnd
-    return Effect.matchEffect(pullChunk, {
-      onFailure: Option.match({
-        onNone: () =>
-          Number.isFinite(end) && bodyPosition < end
-            ? fail(new TransientReadError({ source, reason: `body ended early at byte ${bodyPosition} of ${end}` }))
-            : atEnd,
-        onSome: (error) => {
-          const cause = networkError(source, error.cause)
-          return fail(
-            cause._tag === "TransientReadError" ? cause : new TransientReadError({ source, reason: "connection lost" })
-          )
-        }
-      }),
-      onSuccess: (chunk) => {
-        queue = Chunk.toReadonlyArray(chunk)
-        queueIndex = 0
-        return nextSlice
-      }
-    })
+    const lost = (cause: unknown): TransientReadError => {
+      const error = networkError(source, cause)
+      return error._tag === "TransientReadError" ? error : new TransientReadError({ source, reason: "connection lost" })
+    }
+    const readable = nodeBodyOf(response)
+    const take = readable === undefined
+      ? yield* streamedBody(response, scope, bodyStart, offset, end, endAt, lost)
+      : yield* readableRange(readable, scope, {
+        skip: Math.max(0, offset - bodyStart),
+        limit: end - Math.max(offset, bodyStart),
+        onEnd: (received) => endAt(bodyStart + received),
+        onError: lost
+      })
+    return {
+      identity,
+      pull: (maxBytes, into) => take(Math.max(1, Math.floor(maxBytes)), into)
+    }
   })
 
-  const take = rechunk(nextSlice, { scope })
+// The body of a response read through its `Stream`: its pieces sliced to the range, then
+// re-sliced to the sizes pulled by `rechunk`.
+const streamedBody = (
+  response: HttpClientResponse.HttpClientResponse,
+  scope: Scope.Scope,
+  bodyStart: number,
+  offset: number,
+  end: number,
+  endAt: (position: number) => TransientReadError | undefined,
+  lost: (cause: unknown) => TransientReadError
+) =>
+  Effect.gen(function*() {
+    const pullChunk = yield* Stream.toPull(response.stream).pipe(Scope.extend(scope))
+    let bodyPosition = bodyStart // absolute offset of the next body byte not yet taken from the stream
+    let queue: ReadonlyArray<Uint8Array> = []
+    let queueIndex = 0
+    let bodyDone = false
+    let failure: TransientReadError | undefined
 
-  return {
-    identity,
-    pull: (maxBytes, into) => take(Math.max(1, Math.floor(maxBytes)), into)
-  }
-}
+    const finish = (error: TransientReadError | undefined): Effect.Effect<undefined, TransientReadError> => {
+      bodyDone = true
+      failure = error
+      return error === undefined ? Effect.succeed(undefined) : Effect.fail(error)
+    }
+
+    // The next usable slice of the body, `undefined` at its end; fails only with a transient error.
+    const nextSlice: Effect.Effect<Uint8Array | undefined, TransientReadError> = Effect.suspend(() => {
+      if (failure !== undefined) return Effect.fail(failure)
+      while (queueIndex < queue.length) {
+        const raw = queue[queueIndex++]!
+        const chunkStart = bodyPosition
+        if (chunkStart >= end) return finish(endAt(end))
+        bodyPosition += raw.byteLength
+        const from = Math.max(0, offset - chunkStart)
+        const to = Math.min(raw.byteLength, end - chunkStart)
+        if (from < to) {
+          if (bodyPosition >= end) bodyDone = true
+          return Effect.succeed(new Uint8Array(raw.buffer, raw.byteOffset + from, to - from))
+        }
+      }
+      if (bodyDone) return finish(endAt(Math.min(bodyPosition, end)))
+      return Effect.matchEffect(pullChunk, {
+        onFailure: Option.match({
+          onNone: () => finish(endAt(bodyPosition)),
+          onSome: (error) => finish(lost(error.cause))
+        }),
+        onSuccess: (chunk) => {
+          queue = Chunk.toReadonlyArray(chunk)
+          queueIndex = 0
+          return nextSlice
+        }
+      })
+    })
+
+    return rechunk(nextSlice, { scope })
+  })
 
 /** `Retry-After` (delta-seconds or an HTTP-date) in milliseconds from `now`; `undefined` when absent or unreadable. */
 export const parseRetryAfter = (value: string | undefined, now: number): number | undefined => {
