@@ -142,10 +142,15 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     yield* session.checkpoint(yield* destination.check(position))
   }).pipe(Effect.ignoreLogged)
 
+  // The reader reads chunk n + 1 while chunk n is written here and hashed on this thread meanwhile.
   yield* session.chunks.pipe(
     Stream.runForEach((chunk) =>
       guard.pipe(
-        Effect.zipRight(destination.write(chunk.bytes, chunk.offset, () => hash?.update(chunk.bytes))),
+        Effect.zipRight(destination.startWrite(chunk.bytes, chunk.offset)),
+        Effect.flatMap((written) => {
+          hash?.update(chunk.bytes)
+          return written
+        }),
         Effect.zipRight(Effect.suspend(() => {
           position = chunk.offset + chunk.bytes.length
           request.progress?.advance(chunk.bytes.length)

@@ -60,8 +60,12 @@ export interface FileDestination {
   readonly resumeOffset: (checkpoint: Checkpoint) => Effect.Effect<number>
   /** Keeps the first `offset` bytes and cuts the rest; from 0, starts a new partial file. */
   readonly startAt: (offset: number) => Effect.Effect<void, OutputFailed>
-  /** Writes `bytes` at `position`; `alongside` runs on this thread while the write is under way. */
-  readonly write: (bytes: Uint8Array, position: number, alongside?: () => void) => Effect.Effect<void, OutputFailed>
+  /**
+   * Starts writing `bytes` at `position` and returns how to wait for it, so that the caller can
+   * hash, read and start the next write meanwhile. Waiting cannot be interrupted: once a copy
+   * ends, no write of its own is still under way to land in the file after it.
+   */
+  readonly startWrite: (bytes: Uint8Array, position: number) => Effect.Effect<Effect.Effect<void, OutputFailed>>
   /** What a checkpoint at `offset` records of this output. */
   readonly check: (offset: number) => Effect.Effect<OutputCheck>
   /** Flushes the partial file to disk (fsync). */
@@ -315,17 +319,22 @@ export const open = (
           },
           catch: (error) => new OutputFailed({ path, reason: errnoReason(error), atOpen: true })
         }),
-      write: (bytes, position, alongside) =>
-        Effect.async<void, OutputFailed>((resume) => {
+      startWrite: (bytes, position) =>
+        Effect.sync(() => {
+          let outcome: Effect.Effect<void, OutputFailed> | undefined
+          let waiter: (() => void) | undefined
           const output = fd
           const loop = (done: number) =>
             NodeFs.write(output, bytes, done, bytes.length - done, position + done, (error, written) => {
-              if (error) resume(Effect.fail(failed(error)))
-              else if (done + written < bytes.length) loop(done + written)
-              else resume(Effect.void)
+              if (!error && done + written < bytes.length) return loop(done + written)
+              outcome = error ? Effect.fail(failed(error)) : Effect.void
+              waiter?.()
             })
           loop(0)
-          alongside?.()
+          return Effect.uninterruptible(Effect.async<void, OutputFailed>((resume) => {
+            if (outcome !== undefined) return resume(outcome)
+            waiter = () => resume(outcome!)
+          }))
         }),
       check: (offset) =>
         Effect.sync(() => {
