@@ -35,8 +35,9 @@ export interface ChunkSupply {
   /** Whether the source can start the next read on its own (see `prepareNext`). */
   readonly canPrepare: () => boolean
   /**
-   * Starts the next chunk's read at the source when that costs no waiting: the size is the
-   * sizer's, the budget fits now and no rate cap applies. `next` then takes it.
+   * Starts the reads of the next chunks at the source (up to `readAheadChunks`) when that costs
+   * no waiting: the size is the sizer's, the budget fits now and no rate cap applies. `next`
+   * takes them in order.
    */
   readonly prepareNext: Effect.Effect<void>
   /** Gives back the budget and buffer of a prepared chunk the consumer never pulled. */
@@ -66,13 +67,18 @@ interface Prepared {
   readonly buffer: Uint8Array | undefined
 }
 
-const empty = new Uint8Array(0)
+/**
+ * How many chunks a read prepares ahead of the one the consumer holds: the source reads them back
+ * to back, the next one starting the moment the one before is done.
+ */
+export const readAheadChunks = 2
 
 /** Makes the chunk supply of one read. */
 export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
   const { buffers, clock, cursor, memory, metrics, sizing, source } = context
   let lastSize = context.initialSize
-  let prepared: Prepared | undefined
+  /** Chunks whose reads the source has started or queued, oldest first. */
+  const prepared: Array<Prepared> = []
 
   const nowMs = () => Number(clock.unsafeCurrentTimeNanos()) / 1e6
 
@@ -90,8 +96,8 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
   const read = (reservation: MemoryReservation, allowed: number, buffer: Uint8Array | undefined) => {
     const startedAt = nowMs()
     return cursor.pull(allowed, buffer).pipe(
-      // Failed or interrupted: give the bytes back.
-      Effect.onError(() => release({ bytes: empty, reservation, buffer, readMs: 0 })),
+      // Failed or interrupted: the budget goes back; the buffer, which a read may still be filling, is not reused.
+      Effect.onError(() => reservation.release),
       Effect.flatMap((bytes) => {
         const readMs = nowMs() - startedAt
         const chunk: ReadChunk = { bytes, reservation, buffer, readMs }
@@ -112,29 +118,28 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
   })
 
   const next = Effect.suspend(() => {
-    const ready = prepared
-    if (ready === undefined) return readNew
-    prepared = undefined
-    return read(ready.reservation, ready.reservation.bytes, ready.buffer)
+    const ready = prepared.shift()
+    return ready === undefined ? readNew : read(ready.reservation, ready.reservation.bytes, ready.buffer)
   })
 
   const prepareNext = Effect.suspend(() => {
-    if (prepared !== undefined || context.rate.limited || !cursor.canPrefetch()) return Effect.void
+    if (prepared.length >= readAheadChunks || context.rate.limited || !cursor.canPrefetch()) return Effect.void
     return Effect.map(sizing.next, (size) => {
-      const reservation = memory.unsafeTryReserve(size)
-      if (reservation === undefined) return
-      metrics.unsafeRecordBudget(memory.unsafeInUse())
-      const buffer = bufferFor(reservation.bytes)
-      prepared = { reservation, buffer }
-      cursor.prefetch(reservation.bytes, buffer)
+      while (prepared.length < readAheadChunks) {
+        const reservation = memory.unsafeTryReserve(size)
+        if (reservation === undefined) return
+        metrics.unsafeRecordBudget(memory.unsafeInUse())
+        const buffer = bufferFor(reservation.bytes)
+        prepared.push({ reservation, buffer })
+        cursor.prefetch(reservation.bytes, buffer)
+      }
     })
   })
 
-  const releasePrepared = Effect.suspend(() => {
-    const ready = prepared
-    prepared = undefined
-    return ready === undefined ? Effect.void : release({ bytes: empty, readMs: 0, ...ready })
-  })
+  // A prepared read may still be filling its buffer: the budget goes back, the buffer is not reused.
+  const releasePrepared = Effect.suspend(() =>
+    Effect.forEach(prepared.splice(0), (ready) => ready.reservation.release, { discard: true })
+  )
 
   return {
     next,

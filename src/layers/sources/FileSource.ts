@@ -64,15 +64,18 @@ interface FileRead {
   readonly into: Uint8Array | undefined
   /** The bytes read (a view of the buffer) or the failure, once done. */
   outcome: Effect.Effect<Uint8Array, TransientReadError> | undefined
+  /** How many bytes it read; 0 until done, and after a failure. */
+  bytesRead: number
   /** Called once the read is done. */
   readonly waiters: Array<() => void>
 }
 
 /** Starts reading up to `length` bytes at `position` into `into` or a fresh buffer. */
 const startRead = (fd: number, length: number, position: number, path: string, into: Uint8Array | undefined) => {
-  const read: FileRead = { position, length, into, outcome: undefined, waiters: [] }
+  const read: FileRead = { position, length, into, outcome: undefined, bytesRead: 0, waiters: [] }
   const buffer = into ?? Buffer.allocUnsafeSlow(length)
   NodeFs.read(fd, buffer, 0, length, position, (error, bytesRead) => {
+    read.bytesRead = error ? 0 : bytesRead
     read.outcome = error
       ? Effect.fail(new TransientReadError({ source: path, reason: fileSystemReason(error) }))
       : Effect.succeed(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))
@@ -102,22 +105,46 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
         Effect.gen(function*() {
           const identity = identityOf(yield* fstat(fd, path))
           let position = offset
-          /** The read started ahead for the next pull, if any. */
-          let ahead: FileRead | undefined
+          /** Reads started for the next pulls, oldest first; at most one is under way at a time. */
+          const ahead: Array<FileRead> = []
+          /** A read asked for while another was under way: it starts the moment that one is done. */
+          let queued: { readonly maxBytes: number; readonly into: Uint8Array | undefined } | undefined
           /** The read under way, if any: the attempt ends only once it no longer fills a buffer. */
           let inFlight: FileRead | undefined
-          const start = (maxBytes: number, into: Uint8Array | undefined) => {
-            const read = startRead(fd, maxBytes, position, path, into)
+
+          /** The read started last: reads start one after another, each where the one before ended. */
+          let lastStarted: FileRead | undefined
+
+          /** Where the next read starts: after the last one (done by now), unless it ended or failed there. */
+          const nextStart = (): number | undefined => {
+            const at = lastStarted === undefined
+              ? position
+              : lastStarted.bytesRead === 0
+              ? undefined
+              : lastStarted.position + lastStarted.bytesRead
+            return at !== undefined && at < identity.size! ? at : undefined
+          }
+          const start = (maxBytes: number, into: Uint8Array | undefined, at: number) => {
+            const read = startRead(fd, maxBytes, at, path, into)
             inFlight = read
+            lastStarted = read
             read.waiters.push(() => {
               if (inFlight === read) inFlight = undefined
+              // Back to back: the queued read goes to the thread pool from this callback.
+              const next = queued
+              queued = undefined
+              const from = next === undefined ? undefined : nextStart()
+              if (next !== undefined && from !== undefined) ahead.push(start(next.maxBytes, next.into, from))
             })
             return read
           }
+          /** Calls `then` once no read of this attempt is under way. */
+          const whenIdle = (then: () => void) =>
+            inFlight === undefined ? then() : whenDone(inFlight, () => whenIdle(then))
           yield* Effect.addFinalizer(() =>
             Effect.async<void>((resume) => {
-              if (inFlight === undefined) resume(Effect.void)
-              else whenDone(inFlight, () => resume(Effect.void))
+              queued = undefined
+              whenIdle(() => resume(Effect.void))
             })
           )
           const cursor: SourceCursor = {
@@ -131,17 +158,27 @@ export const openFile = (fs: FileSystem.FileSystem, path: string) =>
                       position += bytes.length
                       return bytes
                     })))
-                const started = ahead
-                ahead = undefined
-                if (started === undefined) return deliver(start(maxBytes, into))
-                if (started.position === position && started.length === maxBytes && started.into === into) {
-                  return deliver(started)
+                const first = ahead[0]
+                if (
+                  first !== undefined && first.position === position && first.length === maxBytes && first.into === into
+                ) {
+                  ahead.shift()
+                  return deliver(first)
                 }
-                // Read ahead for another pull: once it is done with its buffer, read what is asked.
-                whenDone(started, () => deliver(start(maxBytes, into)))
+                // Nothing read ahead for this pull (or for another one): drop what was, then read what is asked.
+                ahead.length = 0
+                queued = undefined
+                lastStarted = undefined
+                whenIdle(() => deliver(start(maxBytes, into, position)))
               }),
             prefetch: (maxBytes, into) => {
-              if (ahead === undefined && inFlight === undefined) ahead = start(maxBytes, into)
+              if (queued !== undefined) return
+              if (inFlight !== undefined) {
+                queued = { maxBytes, into }
+                return
+              }
+              const from = nextStart()
+              if (from !== undefined) ahead.push(start(maxBytes, into, from))
             }
           }
           return cursor

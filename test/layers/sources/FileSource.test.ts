@@ -72,6 +72,25 @@ layer(NodeFileSystem.layer)("FileSource", (it) => {
         assert.isTrue(Buffer.concat(pulled).equals(Buffer.from(bytes)), "every byte once, in order")
       }))
 
+    it.scoped("two reads ahead go back to back and come in order; none starts past the end", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const bytes = testBytes(50_000, 7)
+        const handle = yield* open(writeFile(dir, "chain.bin", bytes))
+        const cursor = yield* handle.readFrom(0)
+        const prefetch = cursor.prefetch
+        if (prefetch === undefined) return assert.fail("a file reads ahead")
+        const pulled: Array<Uint8Array> = []
+        for (let round = 0; round < 4; round++) {
+          prefetch(16_000)
+          prefetch(16_000)
+          pulled.push(yield* cursor.pull(16_000))
+        }
+        pulled.push(yield* cursor.pull(16_000))
+        assert.deepStrictEqual(pulled.map((chunk) => chunk.length), [16_000, 16_000, 16_000, 2_000, 0])
+        assert.isTrue(Buffer.concat(pulled).equals(Buffer.from(bytes)), "every byte once, in order")
+      }))
+
     it.scoped("a read ahead into a given buffer fills that buffer; a pull asking for another waits for it first", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
