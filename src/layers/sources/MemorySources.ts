@@ -1,13 +1,12 @@
 /**
  * Sources held by the process: bytes in memory (seekable) and a Node `Readable` (read once,
- * in order; resumable only forward, within the process).
+ * in order; resumable only forward, within the process), read straight from its events.
  */
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Chunk, Effect, Option, Stream } from "effect"
+import { Effect } from "effect"
 import type { Readable } from "node:stream"
 import type { SourceHandle } from "../../services/ByteSource.js"
 import { NotResumable, TransientReadError } from "../../services/ByteSource.js"
-import { rechunk } from "./rechunk.js"
+import { readableRange } from "./readableRange.js"
 
 /** A source over bytes in memory; every pull is a copy, so the caller's array is never handed out. */
 export const openBytes = (name: string, bytes: Uint8Array): SourceHandle => ({
@@ -33,26 +32,19 @@ export const openBytes = (name: string, bytes: Uint8Array): SourceHandle => ({
 /**
  * A source over a Node `Readable`, consumed once. A new attempt may start at the current
  * position or ahead of it (skipping bytes), never behind it. A pull returns what has arrived
- * instead of waiting for the whole size (see `rechunk`); a read still in flight when the source's
- * scope closes is interrupted.
+ * instead of waiting for the whole size (see `readableRange`); the stream is destroyed when the
+ * source's scope closes before its end.
  */
 export const openReadable = (name: string, readable: Readable) =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
-    const pullNext = yield* NodeStream.fromReadable<TransientReadError, Uint8Array>(
-      () => readable,
-      (error) =>
+    const pull = yield* readableRange(readable, scope, {
+      skip: 0,
+      limit: Number.POSITIVE_INFINITY,
+      onEnd: () => undefined,
+      onError: (error) =>
         new TransientReadError({ source: name, reason: error instanceof Error ? error.message : String(error) })
-    ).pipe(Stream.toPull)
-    const pull = rechunk(
-      pullNext.pipe(
-        Effect.map((chunk): Uint8Array | undefined =>
-          chunk.length === 1 ? Chunk.unsafeHead(chunk) : Buffer.concat(Array.from(chunk))
-        ),
-        Effect.catchAll(Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))
-      ),
-      { scope }
-    )
+    })
     let position = 0
     const counted = (maxBytes: number, into?: Uint8Array) =>
       Effect.map(pull(maxBytes, into), (bytes) => {
