@@ -33,9 +33,9 @@ const clamp = (size: number, min: number, max: number) => Math.min(max, Math.max
  * latency a chunk of `s` bytes would have at the observed speed):
  *
  * - pressure `critical`: the minimum;
- * - a chunk shorter than the current size (all that had arrived from a slow source, what the rate
- *   limiter granted, or the last bytes of the source): what came, rounded up to 4 KiB, never more
- *   than the current size, halved as well under `high` pressure. Its latency is not used: it is
+ * - a chunk shorter than the current size and than it was asked for (all that had arrived from a
+ *   slow source, what the rate limiter granted, or the last bytes of the source): what came,
+ *   rounded up to 4 KiB, never more than the current size, halved as well under `high` pressure. Its latency is not used: it is
  *   mostly time spent waiting for the source, not time per byte, and the size comes back by
  *   doubling once chunks are full and fast again;
  * - pressure `high`, or `projected(size) > target`: halve (rounded down to 4 KiB);
@@ -57,7 +57,7 @@ export const nextSize = (
   const double = () => clamp(Math.ceil(size * 2 / granule) * granule, min, max)
   if (pressure === "critical") return min
   const bytes = observation.bytes
-  if (bytes > 0 && bytes < size) {
+  if (bytes > 0 && bytes < Math.min(size, observation.asked ?? size)) {
     const came = clamp(Math.min(size, Math.ceil(bytes / granule) * granule), min, max)
     return pressure === "high" ? Math.min(came, halve()) : came
   }

@@ -9,6 +9,11 @@ import type { Effect } from "effect"
 export interface ChunkObservation {
   readonly bytes: number
   readonly latencyMs: number
+  /**
+   * The size the chunk was read with; the current size when absent. A chunk read ahead before the
+   * size grew was asked for less: it is whole, not short.
+   */
+  readonly asked?: number
 }
 
 /** The sizing state of one read. */

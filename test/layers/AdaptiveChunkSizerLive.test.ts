@@ -93,6 +93,17 @@ describe("AdaptiveChunkSizerLive", () => {
       assert.strictEqual(yield* state.next, 32 * KiB)
     }).pipe(Effect.provide(TestEnv)))
 
+  it.effect("a chunk read ahead whole at a smaller size than the current one is not short: the size keeps growing", () =>
+    Effect.gen(function*() {
+      const state = yield* sizing({ initial: 64 * KiB, min: 32 * KiB, max: 256 * KiB })
+      yield* state.observe({ bytes: 64 * KiB, latencyMs: 0.01, asked: 64 * KiB })
+      assert.strictEqual(yield* state.next, 128 * KiB)
+      yield* state.observe({ bytes: 64 * KiB, latencyMs: 0.01, asked: 64 * KiB })
+      assert.strictEqual(yield* state.next, 256 * KiB, "the chunk prepared at 64 KiB did not pull the size back")
+      yield* state.observe({ bytes: 100 * KiB, latencyMs: 0.01, asked: 256 * KiB })
+      assert.strictEqual(yield* state.next, 100 * KiB, "one shorter than it was asked for still is")
+    }).pipe(Effect.provide(TestEnv)))
+
   it.effect("under high pressure a short chunk gives the smaller of what came and half the size", () =>
     Effect.gen(function*() {
       yield* setPressure("high")

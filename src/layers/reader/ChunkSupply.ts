@@ -104,7 +104,10 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
         if (bytes.length === 0) return Effect.as(release(chunk), Option.none<ReadChunk>())
         lastSize = reservation.bytes
         metrics.unsafeRecordChunk(source, bytes.length, readMs)
-        return Effect.as(sizing.observe({ bytes: bytes.length, latencyMs: readMs }), Option.some(chunk))
+        return Effect.as(
+          sizing.observe({ bytes: bytes.length, latencyMs: readMs, asked: reservation.bytes }),
+          Option.some(chunk)
+        )
       })
     )
   }
