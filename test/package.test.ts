@@ -11,7 +11,7 @@ const run = (command: string, args: ReadonlyArray<string>) =>
   Effect.promise(() => promisify(execFile)(command, [...args], { cwd: root, maxBuffer: 16 * 1024 * 1024 }))
 
 /** The files `npm pack` would put in the tarball. */
-const packedFiles = run("npm", ["pack", "--dry-run", "--json"]).pipe(
+const packedFiles = run("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"]).pipe(
   Effect.map(({ stdout }) => {
     const [pack] = JSON.parse(stdout) as ReadonlyArray<{ readonly files: ReadonlyArray<{ readonly path: string }> }>
     return pack!.files.map((file) => file.path)

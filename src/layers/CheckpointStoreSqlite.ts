@@ -6,11 +6,11 @@ import { SqlClient } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
 import { Clock, Data, Duration, Effect, Layer, Option } from "effect"
 import type { Scope } from "effect"
-import { mkdirSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { Checkpoint, CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
 import { decodeCheckpointRow, verificationText } from "./CheckpointRows.js"
+import { makeDirectories } from "./SystemErrors.js"
 
 /**
  * How long an operation waits, by default, for a lock another process holds on the state
@@ -150,7 +150,7 @@ export const make = (
 
     if (isFileDatabase(filename)) {
       yield* Effect.try({
-        try: () => mkdirSync(dirname(resolve(filename)), { recursive: true }),
+        try: () => makeDirectories(dirname(resolve(filename))),
         catch: (error) =>
           new CheckpointStoreError({ operation: `create the directory of ${filename}`, reason: reasonOf(error) })
       })

@@ -1,8 +1,11 @@
 /**
  * SystemErrors: what the error codes of Node's file system and network calls mean (`ENOENT`,
  * `ECONNRESET`, undici's `UND_ERR_*`), said once: a short human reason and what kind of failure
- * the code is, for the file source, the HTTP source and the file destination alike.
+ * the code is, for the file source, the HTTP source and the file destination alike; and making
+ * directories in a way that always returns.
  */
+import * as NodeFs from "node:fs"
+import * as NodePath from "node:path"
 
 /**
  * What a failure is: the thing is missing, access to it is denied, it is a directory, it will
@@ -113,4 +116,21 @@ export const networkReason = (error: unknown): string => {
   if (name === "AbortError") return "request aborted"
   if (code?.startsWith("ERR_TLS") || code?.includes("CERT")) return `TLS failure (${code})`
   return `network error (${code ?? name})`
+}
+
+/**
+ * Makes `dir` and its missing parents. Not `mkdirSync(dir, { recursive: true })`: on Node 20 it
+ * never returns for a directory that cannot be made under `/proc`.
+ */
+export const makeDirectories = (dir: string): void => {
+  try {
+    NodeFs.mkdirSync(dir)
+  } catch (error) {
+    const code = errorCode(error)
+    if (code === "EEXIST") return
+    const parent = NodePath.dirname(dir)
+    if (code !== "ENOENT" || parent === dir) throw error
+    makeDirectories(parent)
+    NodeFs.mkdirSync(dir)
+  }
 }

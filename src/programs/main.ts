@@ -1,18 +1,19 @@
 /**
  * The entry point: builds the commands, provides the stacks, runs on Node and exits with the
  * command's exit code, or 128 + the signal's number when SIGINT, SIGTERM or SIGHUP stopped it.
+ * Parsing a command and printing help load only the commands' options: what a command runs
+ * (the reader, the demo, the PostgreSQL job queue, the HTTP client) is imported when it runs.
  */
 import { Command, HelpDoc, ValidationError } from "@effect/cli"
-import { Cause, Console, Effect, Exit, Inspectable, Logger, LogLevel } from "effect"
-import type { ConfigError } from "effect"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { Cause, Console, Effect, Exit, Inspectable, Layer, Logger, LogLevel } from "effect"
+import type { ConfigError, Redacted } from "effect"
 import * as NodeOs from "node:os"
 import type { CheckpointStoreError } from "../services/CheckpointStore.js"
-import * as JobQueuePg from "../layers/JobQueuePg.js"
-import { EnhancedStack, PlatformLive } from "../layers/Stacks.js"
+import type { JobQueueOptions } from "../layers/JobQueuePg.js"
+import type { EnhancedStackOptions } from "../layers/Stacks.js"
 import { errorLine, ExitCode } from "../layers/CommandLine.js"
-import { checkReadFlags, planRead, readConfig, runRead } from "./cli.js"
-import { demoConfig, runDemo } from "./demo.js"
-import { enqueueConfig, jobsConfig, runEnqueue, runJobs, runWorker, workerConfig } from "./workers.js"
+import { demoConfig, enqueueConfig, jobsConfig, readConfig, workerConfig } from "./options.js"
 
 const setExitCode = (code: number) => Effect.sync(() => void (process.exitCode = code))
 
@@ -26,24 +27,49 @@ const stackFailed = (code: number) => (error: CheckpointStoreError | ConfigError
 /** Bad usage found before anything is opened: one line, exit 2. */
 const badUsage = (line: string) => Effect.as(Console.error(`streaming-reader: ${oneLine(line)}`), ExitCode.BadInput)
 
-const read = Command.make("read", readConfig, (command) =>
-  planRead(command).pipe(
-    Effect.matchEffect({
-      onFailure: badUsage,
-      onSuccess: (targets) =>
-        runRead(command, targets).pipe(
-          Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit, statePath: command.state })),
-          Effect.catchAll(stackFailed(ExitCode.BadInput))
+/** The enhanced stack over Node's HTTP client (undici), imported when a command that reads runs. */
+const readerStack = (options?: EnhancedStackOptions) =>
+  Layer.unwrapEffect(
+    Effect.promise(() => Promise.all([import("../layers/Stacks.js"), import("@effect/platform-node/NodeHttpClient")]))
+      .pipe(
+        Effect.map(([Stacks, NodeHttpClient]) =>
+          Stacks.EnhancedStack(options).pipe(Layer.provide(NodeHttpClient.layerUndici))
         )
-    }),
+      )
+  )
+
+/** The PostgreSQL job queue at `url`, imported when a command that uses it runs. */
+const jobQueue = (url: Redacted.Redacted, options?: JobQueueOptions) =>
+  Layer.unwrapEffect(
+    Effect.map(Effect.promise(() => import("../layers/JobQueuePg.js")), (JobQueuePg) => JobQueuePg.layer(url, options))
+  )
+
+const read = Command.make("read", readConfig, (command) =>
+  Effect.promise(() => import("./cli.js")).pipe(
+    Effect.flatMap(({ planRead, runRead }) =>
+      planRead(command).pipe(
+        Effect.matchEffect({
+          onFailure: badUsage,
+          onSuccess: (targets) =>
+            runRead(command, targets).pipe(
+              Effect.provide(readerStack({ memoryLimit: command.memoryLimit, statePath: command.state })),
+              Effect.catchAll(stackFailed(ExitCode.BadInput))
+            )
+        })
+      )
+    ),
     Effect.flatMap(setExitCode),
     Effect.withConsole(standardConsole)
   )).pipe(Command.withDescription("copy one or more sources (file path or http(s) URL) to files, resumably"))
 
 const demoWith = (size?: number) =>
-  runDemo(size === undefined ? {} : { size }).pipe(
-    Effect.provide(EnhancedStack()),
-    Effect.catchAll(stackFailed(ExitCode.ReadFailed)),
+  Effect.promise(() => import("./demo.js")).pipe(
+    Effect.flatMap(({ runDemo }) =>
+      runDemo(size === undefined ? {} : { size }).pipe(
+        Effect.provide(readerStack()),
+        Effect.catchAll(stackFailed(ExitCode.ReadFailed))
+      )
+    ),
     Effect.flatMap(setExitCode),
     Effect.withConsole(standardConsole)
   )
@@ -58,22 +84,28 @@ const demo = Command.make("demo", demoConfig, ({ size }) => demoWith(size)).pipe
 const queueFailed = (error: { readonly message: string }) =>
   Effect.as(Console.error(`streaming-reader: ${error.message}`), ExitCode.BadInput)
 
+/** The module of the queue commands, imported when one of them runs. */
+const workers = Effect.promise(() => import("./workers.js"))
+
 const enqueue = Command.make("enqueue", enqueueConfig, (command) =>
-  runEnqueue(command).pipe(
-    Effect.provide(JobQueuePg.layer(command.postgres)),
+  workers.pipe(
+    Effect.flatMap(({ runEnqueue }) => runEnqueue(command)),
+    Effect.provide(jobQueue(command.postgres)),
     Effect.catchAll(queueFailed),
     Effect.flatMap(setExitCode),
     Effect.withConsole(standardConsole)
   )).pipe(Command.withDescription("add read jobs (one per source) for the workers sharing a PostgreSQL queue"))
 
 const worker = Command.make("worker", workerConfig, (command) =>
-  checkReadFlags(command).pipe(
+  Effect.promise(() => import("./cli.js")).pipe(
+    Effect.flatMap(({ checkReadFlags }) => checkReadFlags(command)),
     Effect.matchEffect({
       onFailure: (error) => badUsage(errorLine(error)),
       onSuccess: () =>
-        runWorker(command).pipe(
-          Effect.provide(EnhancedStack({ memoryLimit: command.memoryLimit })),
-          Effect.provide(JobQueuePg.layer(command.postgres, { lease: command.lease })),
+        workers.pipe(
+          Effect.flatMap(({ runWorker }) => runWorker(command)),
+          Effect.provide(readerStack({ memoryLimit: command.memoryLimit })),
+          Effect.provide(jobQueue(command.postgres, { lease: command.lease })),
           Effect.catchAll(queueFailed)
         )
     }),
@@ -82,8 +114,9 @@ const worker = Command.make("worker", workerConfig, (command) =>
   )).pipe(Command.withDescription("claim and run read jobs from the queue until stopped (SIGTERM hands jobs back)"))
 
 const jobs = Command.make("jobs", jobsConfig, (command) =>
-  runJobs(command).pipe(
-    Effect.provide(JobQueuePg.layer(command.postgres)),
+  workers.pipe(
+    Effect.flatMap(({ runJobs }) => runJobs(command)),
+    Effect.provide(jobQueue(command.postgres)),
     Effect.catchAll(queueFailed),
     Effect.flatMap(setExitCode),
     Effect.withConsole(standardConsole)
@@ -162,7 +195,7 @@ const program = parsed.pipe(
       setExitCode(ExitCode.ReadFailed)
     )
   ),
-  Effect.provide(PlatformLive),
+  Effect.provide(NodeContext.layer),
   Effect.provide(Logger.replace(Logger.defaultLogger, stderrLogger))
 )
 

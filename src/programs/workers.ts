@@ -3,22 +3,7 @@
  * copies them (one fenced reader per claim, the lease renewed on a schedule, every output write
  * guarded by the lease's local deadline), `jobs` lists them.
  */
-import { Args, HelpDoc, Options, ValidationError } from "@effect/cli"
-import type { Command } from "@effect/cli"
-import {
-  Cause,
-  Clock,
-  Config,
-  Console,
-  DateTime,
-  Deferred,
-  Effect,
-  Exit,
-  Fiber,
-  Option,
-  Random,
-  Schedule
-} from "effect"
+import { Cause, Clock, Console, DateTime, Deferred, Effect, Exit, Fiber, Option, Random, Schedule } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
@@ -31,84 +16,12 @@ import { JobQueue, LeaseLost, leaseLostReason } from "../services/JobQueue.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { formatSize } from "../services/ReadOptions.js"
 import { StreamingReader } from "../services/StreamingReader.js"
-import { errorLine, ExitCode, exitCodeFor, parseDurationMs } from "../layers/CommandLine.js"
+import { errorLine, ExitCode, exitCodeFor } from "../layers/CommandLine.js"
 import { outputName } from "../layers/OutputNames.js"
-import { readConfig, readOptionsOf } from "./cli.js"
+import type { EnqueueCommand, JobsCommand, WorkerCommand } from "./options.js"
+import { readOptionsOf } from "./options.js"
 import type { CopyError } from "../layers/FileCopy.js"
 import { copyToFile } from "../layers/FileCopy.js"
-
-/** `--postgres <url>`, else `STREAMING_READER_POSTGRES_URL`; kept redacted. */
-export const postgresOption = Options.redacted("postgres").pipe(
-  Options.withFallbackConfig(Config.redacted("STREAMING_READER_POSTGRES_URL")),
-  Options.withDescription(
-    "the job database, postgres://user:password@host:port/database (default: $STREAMING_READER_POSTGRES_URL)"
-  )
-)
-
-const durationOption = (name: string, fallback: string, description: string, minMs: number) =>
-  Options.text(name).pipe(
-    Options.withDefault(fallback),
-    Options.withDescription(`${description} (default ${fallback})`),
-    Options.mapEffect((text) => {
-      const ms = parseDurationMs(text)
-      return ms === undefined || ms < minMs
-        ? Effect.fail(
-          ValidationError.invalidValue(HelpDoc.p(`--${name}: not a duration of at least ${minMs}ms: ${text}`))
-        )
-        : Effect.succeed(ms)
-    })
-  )
-
-/** The options of `enqueue`. */
-export const enqueueConfig = {
-  postgres: postgresOption,
-  outDir: Options.text("out-dir").pipe(
-    Options.withDescription("output directory every worker can reach; each output is named after its source")
-  ),
-  json: Options.boolean("json").pipe(Options.withDescription("print each job added as one JSON line")),
-  sources: Args.text({ name: "source" }).pipe(Args.atLeast(1))
-}
-
-/** The parsed `enqueue` command. */
-export type EnqueueCommand = Command.Command.ParseConfig<typeof enqueueConfig>
-
-/** The options of `worker`: the queue, the lease, and the read options of `read`. */
-export const workerConfig = {
-  postgres: postgresOption,
-  concurrency: Options.integer("concurrency").pipe(
-    Options.withDefault(4),
-    Options.withDescription("jobs run at once by this worker (default 4)")
-  ),
-  lease: durationOption("lease", "30s", "how long a claim holds a job; renewed every third of it", 300),
-  pollInterval: durationOption("poll-interval", "1s", "wait between claims when no job is available", 10),
-  name: Options.text("name").pipe(
-    Options.withDescription("this worker's name in the jobs table (default <hostname>:<pid>)"),
-    Options.optional
-  ),
-  json: Options.boolean("json").pipe(Options.withDescription("print each job event as one JSON line")),
-  checkpointEvery: readConfig.checkpointEvery,
-  chunkSize: readConfig.chunkSize,
-  minChunk: readConfig.minChunk,
-  maxChunk: readConfig.maxChunk,
-  memoryLimit: readConfig.memoryLimit,
-  rate: readConfig.rate,
-  retries: readConfig.retries,
-  stallTimeout: readConfig.stallTimeout,
-  durable: readConfig.durable
-}
-
-/** The parsed `worker` command. */
-export type WorkerCommand = Command.Command.ParseConfig<typeof workerConfig>
-
-/** The options of `jobs`. */
-export const jobsConfig = {
-  postgres: postgresOption,
-  json: Options.boolean("json").pipe(Options.withDescription("print each job as one JSON line")),
-  id: Args.integer({ name: "id" }).pipe(Args.withDescription("show only this job"), Args.optional)
-}
-
-/** The parsed `jobs` command. */
-export type JobsCommand = Command.Command.ParseConfig<typeof jobsConfig>
 
 const isUrl = (source: string) => /^https?:\/\//i.test(source)
 

@@ -55,6 +55,18 @@ describe.concurrent("bad usage: exit 2 and exactly one line on stderr", () => {
       assertBadUsage(yield* cli(["raed", "x"], dir), "Invalid subcommand")
     }))
 
+  it.scopedLive("a --state whose directory cannot be made is exit 2 and one line, not a hang", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const source = writeFile(dir, "s.bin", testBytes(10 * KiB))
+      const result = yield* cli(
+        ["read", source, "--out", NodePath.join(dir, "o.bin"), "--state", "/proc/nope/s.db"],
+        dir
+      )
+      assertBadUsage(result, "/proc/nope/s.db")
+      assert.deepStrictEqual(NodeFs.readdirSync(dir), ["s.bin"], "nothing written")
+    }))
+
   it.scopedLive("--expect-sha256 that is not 64 hex characters is refused before any byte is copied", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
