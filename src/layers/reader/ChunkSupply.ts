@@ -129,6 +129,9 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
     if (prepared.length >= readAheadChunks || context.rate.limited || !cursor.canPrefetch()) return Effect.void
     return Effect.map(sizing.next, (size) => {
       while (prepared.length < readAheadChunks) {
+        // Beyond the first, a chunk is read ahead only while three quarters of the budget are free:
+        // many reads at once share the throughput, and the memory they hold ahead would only grow.
+        if (prepared.length > 0 && memory.unsafeInUse() + size > memory.limit / 4) return
         const reservation = memory.unsafeTryReserve(size)
         if (reservation === undefined) return
         metrics.unsafeRecordBudget(memory.unsafeInUse())
