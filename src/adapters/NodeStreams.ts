@@ -4,7 +4,14 @@
  * stream only when their consumer wants more, fail with the stream's typed error, and release
  * the source (interrupting the fiber, closing the stream's scope) when the consumer cancels.
  */
-import { Cause, Effect, Exit, Fiber, Option, Runtime, Scope, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { Readable } from "node:stream"
 
 /** How an adapter buffers and where it runs the stream. */

@@ -3,8 +3,17 @@
  * runtime (a stack and the Node platform); reads are async iterables, Node `Readable`s or web
  * `ReadableStream`s, copies are promises, and every failure is the typed error instance itself.
  */
-import { Cause, Context, Deferred, Effect, Exit, FiberId, Layer, ManagedRuntime, Schema, Stream } from "effect"
-import type { ConfigError } from "effect"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as ConfigError from "effect/ConfigError"
 import type { Readable } from "node:stream"
 import { BasicStack, EnhancedStack, PlatformLive } from "../layers/Stacks.js"
 import type { EnhancedStackOptions, ReaderServices } from "../layers/Stacks.js"

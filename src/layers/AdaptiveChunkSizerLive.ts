@@ -2,7 +2,8 @@
  * AdaptiveChunkSizerLive: per-read chunk sizing from measured latency and the pressure level of
  * the BackpressureController.
  */
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import type { AdaptiveChunkSizerShape, ChunkObservation, ChunkSizing } from "../services/AdaptiveChunkSizer.js"
 import { BackpressureController } from "../services/BackpressureController.js"

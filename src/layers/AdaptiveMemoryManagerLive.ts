@@ -5,8 +5,13 @@
  * follows the MemoryMonitor: fast RSS growth tightens it (see `tightenedLimit`), read from the
  * monitor every `interval` in a scoped fiber, so a reservation only compares two numbers.
  */
-import { Deferred, Duration, Effect, Exit, Layer, Schedule } from "effect"
-import type { Scope } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import type { AdaptiveMemoryManagerShape, MemoryReservation } from "../services/AdaptiveMemoryManager.js"
 import { MemoryMonitor } from "../services/MemoryMonitor.js"

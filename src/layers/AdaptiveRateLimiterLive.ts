@@ -2,7 +2,11 @@
  * AdaptiveRateLimiterLive: token buckets in bytes per second, one global and one per read, whose
  * effective rate backs off under pressure. Time comes from `Clock`, so `TestClock` drives it.
  */
-import { Clock, Duration, Effect, Layer, SubscriptionRef } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
 import type { AdaptiveRateLimiterShape, StreamRateLimiter } from "../services/AdaptiveRateLimiter.js"
 import { BackpressureController } from "../services/BackpressureController.js"

@@ -4,8 +4,15 @@
  * `SubscriptionRef`. The thresholds are in the doc comment of `classify`; what each level does is
  * in the doc comment of the service. New reads are held back here, in `trackStream`.
  */
-import { Clock, Duration, Effect, Layer, Option, Schedule, Stream, SubscriptionRef } from "effect"
-import type { Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import type * as Scope from "effect/Scope"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import { BackpressureController, pressureLevels } from "../services/BackpressureController.js"
 import type { BackpressureControllerShape, PressureLevel } from "../services/BackpressureController.js"

@@ -3,7 +3,10 @@
  * rate limit, no pressure, no retries, no checkpoints. The basic stack is made of these, and
  * each feature flag of the enhanced stack falls back to one of them.
  */
-import { Effect, Layer, Option, SubscriptionRef } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"

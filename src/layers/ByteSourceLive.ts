@@ -4,7 +4,9 @@
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as HttpClient from "@effect/platform/HttpClient"
-import { Config, Effect, Layer } from "effect"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { SourceInput } from "../services/ByteSource.js"
 import { ByteSource, InvalidUrl, redactText, SourceSpec } from "../services/ByteSource.js"
 import { openFile } from "./sources/FileSource.js"

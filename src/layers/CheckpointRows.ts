@@ -2,7 +2,8 @@
  * The `checkpoints` table's row, shared by the SQL checkpoint stores (SQLite, PostgreSQL), and
  * its mapping to and from a `Checkpoint`.
  */
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import { redactText, SourceIdentity } from "../services/ByteSource.js"
 import { Checkpoint, CheckpointStoreError, OutputCheck } from "../services/CheckpointStore.js"
 import type { CheckpointKey } from "../services/CheckpointStore.js"

@@ -1,7 +1,11 @@
 /**
  * CheckpointStoreMemory: checkpoints in a `Ref`, for tests and single-process reads that need no persistence.
  */
-import { Data, Effect, HashMap, Layer, Ref } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import { CheckpointStore } from "../services/CheckpointStore.js"
 import type { Checkpoint, CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
 

@@ -3,7 +3,8 @@
  * usage or input), its one line naming options as the command line spells them, and durations
  * as they are typed (`500ms`, `30s`, `2m`).
  */
-import { Duration, Option } from "effect"
+import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
 import type { InvalidOptions } from "../services/ReadOptions.js"
 import type { CopyError } from "./FileCopy.js"
 import { isRetryableStatus } from "./sources/HttpSource.js"

@@ -4,7 +4,12 @@
  * part-way as a crash would, copies again (resuming from the checkpoint), and reports what the
  * reader did: throughput, chunk sizes, latency, retries, memory and the sha256 check.
  */
-import { Clock, Console, Deferred, Effect, Exit, Fiber } from "effect"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { MultiBar, Presets } from "cli-progress"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"

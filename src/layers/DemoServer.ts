@@ -4,8 +4,8 @@
  * strong ETag and Content-Length, and a plan of faults: dropped connections, 503 answers with
  * `Retry-After: 1`, and one stall.
  */
-import { Effect } from "effect"
-import type { Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import type { Socket } from "node:net"

@@ -4,7 +4,10 @@
  * or change the source's version). Provide it with `TestStack(FaultInjectingSource.layer(...))`
  * to see a pipeline survive exactly the faults it must.
  */
-import { Data, Effect, Layer, Ref } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import type { SourceError, SourceHandle, SourceIdentity } from "../services/ByteSource.js"
 import { ByteSource, describeSource, TransientReadError } from "../services/ByteSource.js"
 

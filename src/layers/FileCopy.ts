@@ -3,7 +3,14 @@
  * acknowledging each chunk once it is written, resuming where a previous run left off, and
  * reports what it did.
  */
-import { Clock, Effect, ExecutionStrategy, Exit, Option, Predicate, Scope, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as FileDestination from "./FileDestination.js"
 import type { DestinationError } from "./FileDestination.js"

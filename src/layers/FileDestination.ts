@@ -5,8 +5,10 @@
  * bytes it wrote, and renames the partial file into place only when the copy is complete and
  * verified.
  */
-import { Effect, Random, Schema } from "effect"
-import type { Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"

@@ -3,9 +3,15 @@
  * timed by the database's clock, and every write for a claim is one statement guarded by
  * `WHERE id = <job> AND epoch = <claim's epoch>`: zero rows changed is `LeaseLost`.
  */
-import type { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
-import type { ConfigError, Scope } from "effect"
+import type * as PgClient from "@effect/sql-pg/PgClient"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as ConfigError from "effect/ConfigError"
+import type * as Scope from "effect/Scope"
 import { Job, JobQueue, LeaseLost, QueueUnavailable, UnknownJob } from "../services/JobQueue.js"
 import type { Claim, JobQueueShape } from "../services/JobQueue.js"
 import { connect, fencedWith, reasonOf, redactPostgresUrl, urlConfig } from "./CheckpointStorePg.js"

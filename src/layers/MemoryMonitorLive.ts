@@ -4,8 +4,12 @@
  * here runs per chunk: one `process.memoryUsage()` per interval, and the growth rate is computed
  * only when the memory manager and the controller read it (every 500 ms each).
  */
-import { Clock, Duration, Effect, Layer, Schedule } from "effect"
-import type { Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import { MemoryMonitor } from "../services/MemoryMonitor.js"
 import type { MemoryMonitorShape, MemorySample } from "../services/MemoryMonitor.js"
 

@@ -2,8 +2,14 @@
  * The live `ReaderMetrics`: Effect `Metric`s labelled with the source, so an exporter sees
  * them and the CLI's summary reads the same values.
  */
-import { Effect, Layer, Metric, MetricBoundaries, MetricState, Option } from "effect"
-import type { MetricLabel, MetricPair } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricState from "effect/MetricState"
+import * as Option from "effect/Option"
+import type * as MetricLabel from "effect/MetricLabel"
+import type * as MetricPair from "effect/MetricPair"
 import type { ReadStats } from "../services/ReaderMetrics.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
 

@@ -9,7 +9,17 @@
  * path releases every read's reusable resources in one priority order, each bounded in time.
  * Hierarchy is Effect's: a read's attempt scopes close before the read's scope.
  */
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Ref, Scope, Stream } from "effect"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { BackpressureController } from "../services/BackpressureController.js"
 import { CleanupFailed, ResourceCleanupManager } from "../services/ResourceCleanupManager.js"
 import type { CleanupRegistration, ResourceCleanupManagerShape } from "../services/ResourceCleanupManager.js"

@@ -2,7 +2,11 @@
  * StreamRecoveryManagerLive: classifies source failures and paces retries with an exponential,
  * jittered, capped `Schedule` whose count starts again whenever the read makes progress.
  */
-import { Duration, Effect, Layer, Ref, Schedule } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import type { SourceError } from "../services/ByteSource.js"
 import { isRetryableStatus } from "./sources/HttpSource.js"
 import { RetriesExhausted, StreamRecoveryManager } from "../services/StreamRecoveryManager.js"

@@ -7,8 +7,15 @@
  * provided (see `Stacks.ts`); the loop is the same.
  */
 import type { Hash } from "node:crypto"
-import { Effect, Exit, Fiber, Layer, Option, Sink, Stream } from "effect"
-import type { Clock, Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import type * as Clock from "effect/Clock"
+import type * as Scope from "effect/Scope"
 import { AdaptiveChunkSizer } from "../services/AdaptiveChunkSizer.js"
 import { AdaptiveMemoryManager } from "../services/AdaptiveMemoryManager.js"
 import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"

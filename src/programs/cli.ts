@@ -3,7 +3,10 @@
  * Validates the options as a whole, runs the copies, prints one line per failure, and
  * returns the exit code of DESIGN.md (0 done, 1 read failed, 2 bad usage or input).
  */
-import { Array as Arr, Console, Effect, Option } from "effect"
+import * as Arr from "effect/Array"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { MultiBar, Presets } from "cli-progress"

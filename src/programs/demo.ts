@@ -2,7 +2,8 @@
  * The `demo` command (and `npm start`): runs the demo of `layers/Demo.ts` and exits 0 when the
  * copy's sha256 matches the server's.
  */
-import { Console, Effect } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
 import { errorLine, exitCodeFor } from "../layers/CommandLine.js"
 import type { DemoOptions } from "../layers/Demo.js"
 import { demo } from "../layers/Demo.js"

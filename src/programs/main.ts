@@ -4,10 +4,20 @@
  * Parsing a command and printing help load only the commands' options: what a command runs
  * (the reader, the demo, the PostgreSQL job queue, the HTTP client) is imported when it runs.
  */
-import { Command, HelpDoc, ValidationError } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Console, Effect, Exit, Inspectable, Layer, Logger, LogLevel } from "effect"
-import type { ConfigError, Redacted } from "effect"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Inspectable from "effect/Inspectable"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import type * as ConfigError from "effect/ConfigError"
+import type * as Redacted from "effect/Redacted"
 import * as NodeOs from "node:os"
 import type { CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { JobQueueOptions } from "../layers/JobQueuePg.js"

@@ -2,9 +2,14 @@
  * The options and arguments of every command. They are all the command line needs to parse a
  * command or print its help; what a command runs is loaded only when it runs.
  */
-import { Args, HelpDoc, Options, ValidationError } from "@effect/cli"
-import type { Command } from "@effect/cli"
-import { Config, Effect, Option } from "effect"
+import * as Args from "@effect/cli/Args"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import type * as Command from "@effect/cli/Command"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { parseDurationMs } from "../layers/CommandLine.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
 import { GiB, MiB, parseSize } from "../services/ReadOptions.js"

@@ -3,7 +3,17 @@
  * copies them (one fenced reader per claim, the lease renewed on a schedule, every output write
  * guarded by the lease's local deadline), `jobs` lists them.
  */
-import { Cause, Clock, Console, DateTime, Deferred, Effect, Exit, Fiber, Option, Random, Schedule } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
+import * as DateTime from "effect/DateTime"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"

@@ -2,8 +2,8 @@
  * AdaptiveChunkSizer: chooses the size of the next read from measured latency, throughput
  * and the pressure level, within [min, max].
  */
-import { Context } from "effect"
-import type { Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 
 /** What one chunk cost: its size and how long the read took. */
 export interface ChunkObservation {

@@ -3,8 +3,8 @@
  * its bytes before it happens; the reservation is released when the consumer has the chunk.
  * While the process's RSS grows fast the budget in force is tighter than the hard limit.
  */
-import { Context } from "effect"
-import type { Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 
 /** Bytes held against the budget until released. */
 export interface MemoryReservation {

@@ -2,8 +2,8 @@
  * AdaptiveRateLimiter: token buckets in bytes per second, one global and one per read, whose
  * rate follows the pressure level and an optional cap.
  */
-import { Context } from "effect"
-import type { Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 
 /** The limiter of one read. */
 export interface StreamRateLimiter {

@@ -9,8 +9,10 @@
  * | high | chunk sizes halve at each chunk; rates halve; new reads wait (bounded) before they start |
  * | critical | the minimum chunk size; rates quarter; reusable memory is released (emergency cleanup, all reads, priority order); new reads wait |
  */
-import { Context } from "effect"
-import type { Effect, Scope, SubscriptionRef } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import type * as SubscriptionRef from "effect/SubscriptionRef"
 
 /** How hard the process is pressed. */
 export type PressureLevel = "none" | "low" | "high" | "critical"

@@ -2,8 +2,11 @@
  * ByteSource: opens a source (file, HTTP(S) object, Node `Readable`, bytes) and reads it
  * from an offset in chunks whose size the caller sets per pull.
  */
-import { Context, Data, Schema } from "effect"
-import type { Effect, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Schema from "effect/Schema"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import type { Readable } from "node:stream"
 
 /** What to read: a local file, an HTTP(S) URL, a Node `Readable` or bytes in memory. */

@@ -1,8 +1,10 @@
 /**
  * CheckpointStore: where checkpoints live (in memory, a SQLite file, PostgreSQL).
  */
-import { Context, Schema } from "effect"
-import type { Effect, Option } from "effect"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import { SourceIdentity } from "./ByteSource.js"
 
 /** What a checkpoint is kept under: the source and where its bytes go. */

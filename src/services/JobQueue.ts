@@ -3,8 +3,10 @@
  * it renews; every claim increments the job's `epoch` (a fencing token), and every write that
  * belongs to a claim takes effect only while the job still carries that epoch.
  */
-import { Context, Schema } from "effect"
-import type { Effect, Option } from "effect"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
 import type { CheckpointStoreShape } from "./CheckpointStore.js"
 
 /** Where a job stands: waiting (or backing off), held by a worker, finished, or given up. */

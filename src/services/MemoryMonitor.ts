@@ -3,8 +3,8 @@
  * growth rate feeds the memory manager (fast growth tightens the budget in force) and the
  * pressure level.
  */
-import { Context } from "effect"
-import type { Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 
 /** One reading of process memory, in bytes. */
 export interface MemorySample {

@@ -1,7 +1,11 @@
 /**
  * ReadOptions: the options of one read, their defaults (DESIGN.md) and their validation.
  */
-import { Array as Arr, Effect, Either, ParseResult, Schema } from "effect"
+import * as Arr from "effect/Array"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 /** Bytes in a kibibyte. */
 export const KiB = 1024

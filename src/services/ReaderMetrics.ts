@@ -1,8 +1,8 @@
 /**
  * ReaderMetrics: Effect `Metric`s for reads, labelled by source, and a summary of one source's figures.
  */
-import { Context } from "effect"
-import type { Effect } from "effect"
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
 
 /** The figures of one source's reads so far. */
 export interface ReadStats {

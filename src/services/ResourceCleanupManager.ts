@@ -4,8 +4,11 @@
  * resources when it closes (nested scopes close first, as Effect's scopes do); the emergency path
  * releases the reusable resources of every open scope of the process, in one priority order.
  */
-import { Context, Schema } from "effect"
-import type { Duration, Effect, Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 
 /** A finalizer failed or ran past its time bound. */
 export class CleanupFailed extends Schema.TaggedError<CleanupFailed>()("CleanupFailed", {

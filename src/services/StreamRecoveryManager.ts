@@ -1,8 +1,10 @@
 /**
  * StreamRecoveryManager: which failures are worth another attempt, and how long to wait.
  */
-import { Context, Schema } from "effect"
-import type { Duration, Effect } from "effect"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
 import type { SourceError } from "./ByteSource.js"
 
 /** Every attempt allowed failed; the checkpoint at `checkpointOffset` is kept. */

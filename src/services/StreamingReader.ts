@@ -2,8 +2,13 @@
  * StreamingReader: the public interface. `read(source, options)` is one typed-error stream of
  * the source's bytes; the basic and the enhanced layers implement the same tag.
  */
-import { Context, Schema } from "effect"
-import type { Effect, Option, Scope, Sink, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Schema from "effect/Schema"
+import type * as Effect from "effect/Effect"
+import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type * as Sink from "effect/Sink"
+import type * as Stream from "effect/Stream"
 import type { SourceError, SourceIdentity, SourceInput } from "./ByteSource.js"
 import type { Checkpoint, CheckpointStoreError, OutputCheck } from "./CheckpointStore.js"
 import type { InvalidOptions, ReadOptionsInput } from "./ReadOptions.js"

@@ -5,7 +5,8 @@
  * byte of a finished read is acknowledged.
  */
 import type { Hash } from "node:crypto"
-import { Clock, Effect } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
 import type { SourceIdentity } from "../../services/ByteSource.js"
 import type {
   CheckpointKey,

@@ -5,8 +5,9 @@
  * prepared (`prepareNext`): its size and budget taken at once and its read started at the
  * source, so the consumer's work and the reader's own overlap the source's.
  */
-import { Effect, Option } from "effect"
-import type { Clock } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Clock from "effect/Clock"
 import type { MemoryReservation } from "../../services/AdaptiveMemoryManager.js"
 import type { AdaptiveMemoryManagerShape } from "../../services/AdaptiveMemoryManager.js"
 import type { ChunkSizing } from "../../services/AdaptiveChunkSizer.js"

@@ -5,7 +5,7 @@
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type { PlatformError } from "@effect/platform/Error"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import * as NodeFs from "node:fs"
 import type { SourceCursor, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
 import { AccessDenied, NotAFile, SourceNotFound, TransientReadError } from "../../services/ByteSource.js"

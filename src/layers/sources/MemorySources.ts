@@ -2,7 +2,7 @@
  * Sources held by the process: bytes in memory (seekable) and a Node `Readable` (read once,
  * in order; resumable only forward, within the process), read straight from its events.
  */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Readable } from "node:stream"
 import type { SourceHandle } from "../../services/ByteSource.js"
 import { NotResumable, TransientReadError } from "../../services/ByteSource.js"

@@ -3,7 +3,8 @@
  * stream's own events: each piece that arrives is clipped to the range and queued, and a pull
  * takes whole pieces from the queue (joined when it spans several), with no stream step per piece.
  */
-import { Effect, Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
 import type { Readable } from "node:stream"
 import { defaultHoldMs } from "./rechunk.js"
 

@@ -3,8 +3,14 @@
  * size each pull asks for: the whole size while pieces keep coming, what has arrived when they
  * do not, so a slow source still makes progress at every pull.
  */
-import { Cause, Clock, Duration, Effect, Exit, Runtime, Scope } from "effect"
-import type { Fiber } from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import type * as Fiber from "effect/Fiber"
 
 const empty = new Uint8Array(0)
 
