@@ -109,16 +109,22 @@ export const make = (
       }
     }
 
+    /** The bytes an ask is granted: whole, at most the limit, none for an ask of zero or less. */
+    const grantOf = (asked: number) => asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
+
+    /** Takes `bytes` from the budget at once. */
+    const take = (bytes: number) => {
+      inUse += bytes
+      return reservation(bytes)
+    }
+
     /** Waits in the queue for `bytes`; the budget is checked and the waiter enqueued in one step. */
     const waitFor = (bytes: number) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
           const deferred = yield* Deferred.make<void>()
           // No yield between the check and the enqueue: a release in between would otherwise be missed.
-          if (queue.length === 0 && fits(bytes)) {
-            inUse += bytes
-            return reservation(bytes)
-          }
+          if (queue.length === 0 && fits(bytes)) return take(bytes)
           const waiter: Waiter = { bytes, deferred, granted: false }
           queue.push(waiter)
           yield* restore(Deferred.await(waiter.deferred)).pipe(
@@ -141,12 +147,8 @@ export const make = (
     // Runs once per chunk: the common case (the budget has room, nobody waits) is one synchronous step.
     const reserve = (asked: number): Effect.Effect<MemoryReservation> =>
       Effect.suspend(() => {
-        const bytes = asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
-        if (bytes === 0 || (queue.length === 0 && fits(bytes))) {
-          inUse += bytes
-          return Effect.succeed(reservation(bytes))
-        }
-        return waitFor(bytes)
+        const bytes = grantOf(asked)
+        return bytes === 0 || (queue.length === 0 && fits(bytes)) ? Effect.succeed(take(bytes)) : waitFor(bytes)
       })
 
     /** Sets the budget in force from the monitor's growth rate; a looser budget lets waiters in. */
@@ -168,10 +170,8 @@ export const make = (
       effectiveLimit: Effect.sync(() => effective),
       reserve,
       unsafeTryReserve: (asked) => {
-        const bytes = asked > 0 ? Math.min(Math.ceil(asked), limit) : 0
-        if (bytes > 0 && !(queue.length === 0 && inUse + bytes <= effective)) return undefined
-        inUse += bytes
-        return reservation(bytes)
+        const bytes = grantOf(asked)
+        return bytes === 0 || (queue.length === 0 && inUse + bytes <= effective) ? take(bytes) : undefined
       },
       inUse: Effect.sync(() => inUse),
       unsafeInUse: () => inUse
