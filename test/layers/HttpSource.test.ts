@@ -10,7 +10,7 @@ import { isRetryableStatus, makeHttpSource, parseRetryAfter } from "../../src/la
 import { classify } from "../../src/layers/StreamRecoveryManagerLive.js"
 import type { SourceCursor } from "../../src/services/ByteSource.js"
 import type { RecordedRequest } from "../support/httpServer.js"
-import { makeTestServer, unusedPort } from "../support/httpServer.js"
+import { httpSource, makeTestServer, unusedPort } from "../support/httpServer.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -46,8 +46,6 @@ const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
   }
   return out
 }
-
-const httpSource = (url: string) => Effect.map(HttpClient.HttpClient, (client) => makeHttpSource(client, new URL(url)))
 
 // Pulls with the sizes in turn (cycling) until the end; a pull may return less than asked (what
 // has arrived), never more.

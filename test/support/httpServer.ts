@@ -7,7 +7,9 @@ import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
 import type { Socket } from "node:net"
+import * as HttpClient from "@effect/platform/HttpClient"
 import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
+import { makeHttpSource } from "../../src/layers/sources/HttpSource.js"
 
 /** How the data path (`/file`) answers; every field can be changed while the server runs. */
 export interface ServeOptions {
@@ -298,3 +300,7 @@ export const unusedPort: Effect.Effect<number> = Effect.async<number>((resume) =
     server.close(() => resume(Effect.succeed(port)))
   })
 })
+
+/** The HTTP source of `url` over the `HttpClient` provided. */
+export const httpSource = (url: string) =>
+  Effect.map(HttpClient.HttpClient, (client) => makeHttpSource(client, new URL(url)))

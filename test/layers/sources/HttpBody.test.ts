@@ -10,9 +10,9 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Option } from "effect"
 import { Readable } from "node:stream"
-import { makeHttpSource, nodeBodyOf } from "../../../src/layers/sources/HttpSource.js"
+import { nodeBodyOf } from "../../../src/layers/sources/HttpSource.js"
 import type { SourceCursor, SourceError } from "../../../src/services/ByteSource.js"
-import { makeTestServer } from "../../support/httpServer.js"
+import { httpSource, makeTestServer } from "../../support/httpServer.js"
 import { concat, testBytes } from "../../support/files.js"
 
 const KiB = 1024
@@ -23,8 +23,6 @@ const same = (actual: Uint8Array, expected: Uint8Array) => {
   assert.strictEqual(actual.byteLength, expected.byteLength, "length")
   assert.isTrue(Buffer.from(actual.buffer, actual.byteOffset, actual.byteLength).equals(Buffer.from(expected)), "bytes")
 }
-
-const httpSource = (url: string) => Effect.map(HttpClient.HttpClient, (client) => makeHttpSource(client, new URL(url)))
 
 /** Pulls with the sizes in turn until the end or a failure: the bytes, and how it stopped. */
 const drain = (cursor: SourceCursor, sizes: ReadonlyArray<number>) =>
