@@ -25,13 +25,30 @@ export const OutputCheck = Schema.Struct({
   ino: Schema.Number,
   /** How many bytes before the offset `tailSha256` covers. */
   tailLength: Schema.Number,
-  tailSha256: Schema.String
+  tailSha256: Schema.String,
+  /**
+   * Where the checked bytes end: the checkpoint's `offset` when absent. A copy over several
+   * segments checks the end of the last range it wrote, which may lie past `offset`.
+   */
+  tailEnd: Schema.optional(Schema.Number)
 })
 
 /** What a destination recorded of itself at a checkpoint. */
 export type OutputCheck = typeof OutputCheck.Type
 
-/** How far a read got: every byte before `offset` was acknowledged by the consumer. */
+/** The bytes from `start` (inclusive) to `end` (exclusive) of a source. */
+export const ByteRange = Schema.Struct({
+  start: Schema.Number,
+  end: Schema.Number
+})
+
+/** The bytes from `start` to `end` of a source. */
+export type ByteRange = typeof ByteRange.Type
+
+/**
+ * How far a read got: every byte before `offset` was acknowledged by the consumer, and so was
+ * every byte of `ranges` (a read over several segments).
+ */
 export const Checkpoint = Schema.Struct({
   key: CheckpointKey,
   offset: Schema.Number,
@@ -45,7 +62,13 @@ export const Checkpoint = Schema.Struct({
    * the source: a resume reads it again from byte 0 and continues only when its first `offset`
    * bytes have this digest.
    */
-  prefixSha256: Schema.optional(Schema.String)
+  prefixSha256: Schema.optional(Schema.String),
+  /**
+   * The ranges past `offset` acknowledged too, by a read over several segments: sorted, disjoint,
+   * not touching each other or `offset`. A resume fetches only what lies outside them; absent
+   * (every checkpoint saved before segments existed) means none.
+   */
+  ranges: Schema.optional(Schema.Array(ByteRange))
 })
 
 /** How far a read got. */

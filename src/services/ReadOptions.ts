@@ -73,6 +73,12 @@ const range = (min: number, max: number, format: (n: number) => string = String)
 /** Byte counts from `min` to `max`, written as `64KiB`. */
 const sizeRange = (min: number, max: number) => range(min, max, formatSize)
 
+/** The most segments one read may use. */
+export const maxSegments = 64
+
+/** Segments per HTTP(S) object by default (see the README's measurement). */
+export const defaultSegments = 4
+
 /** The largest chunk any option allows. */
 const chunkLimit = 64 * MiB
 
@@ -121,6 +127,16 @@ export class ReadOptions extends Schema.Class<ReadOptions>("ReadOptions")(
      * chunk before asking for the next).
      */
     acknowledge: Schema.optionalWith(Schema.Literal("explicit", "on-pull"), { default: () => "explicit" as const }),
+    /**
+     * Up to this many ranged connections for one HTTP(S) object with a known size, a strong
+     * validator and Range support; one connection otherwise, or when the object is smaller than
+     * two `minSegmentSize`s.
+     */
+    segments: Schema.optionalWith(range(1, maxSegments), { default: () => defaultSegments }),
+    /** The smallest range a segment is given, or split off another segment's remaining range. */
+    minSegmentSize: Schema.optionalWith(sizeRange(64 * KiB, 1 * GiB), { default: () => 4 * MiB }),
+    /** The most connections all segmented reads in the process hold to one host at once. */
+    maxConnections: Schema.optionalWith(range(1, 1_000), { default: () => 16 }),
     /** The name checkpoints of this read are kept under, with the source (where its bytes go); no checkpoints when absent. */
     destination: Schema.optional(Schema.String)
   }).pipe(
