@@ -5,7 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { redactText, SourceIdentity } from "../services/ByteSource.js"
-import { Checkpoint, CheckpointStoreError, OutputCheck } from "../services/CheckpointStore.js"
+import { ByteRange, Checkpoint, CheckpointStoreError, OutputCheck } from "../services/CheckpointStore.js"
 import type { CheckpointKey } from "../services/CheckpointStore.js"
 
 /** A 64-bit integer column: SQLite gives a number, PostgreSQL's driver gives text. */
@@ -31,7 +31,9 @@ const CheckpointRow = Schema.Struct({
   identity: Schema.parseJson(SourceIdentity),
   chunk_size: Schema.Int.pipe(Schema.positive()),
   updated_at: Int8,
-  verification: Schema.NullOr(Schema.parseJson(Verification))
+  verification: Schema.NullOr(Schema.parseJson(Verification)),
+  /** The ranges past the offset acknowledged too, as JSON; NULL when there are none (and in older rows). */
+  done_ranges: Schema.NullOr(Schema.parseJson(Schema.Array(ByteRange)))
 })
 
 /** A stored row as a `Checkpoint`, and back. */
@@ -44,7 +46,8 @@ export const CheckpointFromRow = Schema.transform(CheckpointRow, Checkpoint, {
     chunkSize: row.chunk_size,
     updatedAt: row.updated_at,
     ...(row.verification?.output === undefined ? {} : { output: row.verification.output }),
-    ...(row.verification?.prefixSha256 === undefined ? {} : { prefixSha256: row.verification.prefixSha256 })
+    ...(row.verification?.prefixSha256 === undefined ? {} : { prefixSha256: row.verification.prefixSha256 }),
+    ...(row.done_ranges === null || row.done_ranges.length === 0 ? {} : { ranges: row.done_ranges })
   }),
   encode: (checkpoint) => ({
     source: checkpoint.key.source,
@@ -58,7 +61,8 @@ export const CheckpointFromRow = Schema.transform(CheckpointRow, Checkpoint, {
       : {
         ...(checkpoint.output === undefined ? {} : { output: checkpoint.output }),
         ...(checkpoint.prefixSha256 === undefined ? {} : { prefixSha256: checkpoint.prefixSha256 })
-      }
+      },
+    done_ranges: checkpoint.ranges === undefined || checkpoint.ranges.length === 0 ? null : checkpoint.ranges
   })
 })
 
@@ -72,9 +76,27 @@ export const verificationText = (checkpoint: Checkpoint): string | null => {
   return JSON.stringify({
     ...(output === undefined
       ? {}
-      : { output: { dev: output.dev, ino: output.ino, tailLength: output.tailLength, tailSha256: output.tailSha256 } }),
+      : {
+        output: {
+          dev: output.dev,
+          ino: output.ino,
+          tailLength: output.tailLength,
+          tailSha256: output.tailSha256,
+          ...(output.tailEnd === undefined ? {} : { tailEnd: output.tailEnd })
+        }
+      }),
     ...(prefixSha256 === undefined ? {} : { prefixSha256 })
   })
+}
+
+/**
+ * The `done_ranges` column of a checkpoint, built by hand for the hot path: the same text
+ * `encodeCheckpointRow` gives (NULL when there are no ranges).
+ */
+export const rangesText = (checkpoint: Checkpoint): string | null => {
+  const { ranges } = checkpoint
+  if (ranges === undefined || ranges.length === 0) return null
+  return JSON.stringify(ranges.map((range) => ({ start: range.start, end: range.end })))
 }
 
 /** Encodes a checkpoint as a row. */

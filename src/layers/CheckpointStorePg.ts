@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as ConfigError from "effect/ConfigError"
 import type * as Scope from "effect/Scope"
+import { redactUrlText } from "../services/ByteSource.js"
 import { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { Checkpoint, CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
 import type { Claim } from "../services/JobQueue.js"
@@ -70,6 +71,10 @@ const schema = {
   "2_verification": Effect.flatMap(
     SqlClient.SqlClient,
     (sql) => sql`ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS verification TEXT`.pipe(Effect.asVoid)
+  ),
+  "3_ranges": Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql`ALTER TABLE checkpoints ADD COLUMN IF NOT EXISTS done_ranges TEXT`.pipe(Effect.asVoid)
   )
 }
 
@@ -92,22 +97,13 @@ const migrationsTable = `CREATE TABLE IF NOT EXISTS effect_sql_migrations (
 
 /** The database could not be opened or brought up to date. */
 export class PostgresUnavailable extends Data.TaggedError("PostgresUnavailable")<{
-  /** The URL with its password redacted. */
+  /** The URL with its credentials redacted. */
   readonly database: string
   readonly reason: string
 }> {}
 
-/** A `postgres://` URL with its password replaced by `***`, safe to print (also for text that is not a valid URL). */
-export const redactPostgresUrl = (url: string): string => {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password === "") return url
-    parsed.password = "***"
-    return parsed.href
-  } catch {
-    return url.replace(/(\/\/[^/:@]*:)[^@/]*@/, "$1***@")
-  }
-}
+/** A database URL safe to print: `redactUrlText`, under the name `JobQueuePg` imports. */
+export const redactPostgresUrl = redactUrlText
 
 /** Why `url` is not a PostgreSQL URL this program can use, if it is not. */
 const urlProblem = (url: string): string | undefined => {
@@ -180,7 +176,7 @@ export const connect = (
 ): Effect.Effect<PgClient.PgClient, PostgresUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const text = typeof url === "string" ? url : Redacted.value(url)
-    const database = text.trim() === "" ? "(empty URL)" : redactPostgresUrl(text)
+    const database = text.trim() === "" ? "(empty URL)" : redactUrlText(text)
     const problem = urlProblem(text)
     if (problem !== undefined) return yield* new PostgresUnavailable({ database, reason: problem })
     const client = yield* PgClient.make({
@@ -201,12 +197,14 @@ const storeError = (operation: string) => (error: unknown) =>
 const upsertSet = `ON CONFLICT (source, destination) DO UPDATE SET
     byte_offset = excluded.byte_offset, identity = excluded.identity,
     chunk_size = excluded.chunk_size, updated_at = excluded.updated_at,
-    verification = excluded.verification`
+    verification = excluded.verification, done_ranges = excluded.done_ranges`
+
+/** The columns of a row, in the order of a save's parameters. */
+const columns = "source, destination, byte_offset, identity, chunk_size, updated_at, verification, done_ranges"
 
 /** A save: one upsert. */
-const upsertSql =
-  `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
-  VALUES ($1, $2, $3, $4, $5, $6, $7) ${upsertSet}`
+const upsertSql = `INSERT INTO checkpoints (${columns})
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ${upsertSet}`
 
 /**
  * A fenced save: the upsert happens only if the job still carries the claim's epoch, checked in
@@ -214,10 +212,10 @@ const upsertSql =
  * either waits for this save or makes it change nothing.
  */
 const fencedUpsertSql = `WITH lease AS (
-    SELECT id FROM jobs WHERE id = $8 AND epoch = $9 AND state = 'running' FOR SHARE
+    SELECT id FROM jobs WHERE id = $9 AND epoch = $10 AND state = 'running' FOR SHARE
   )
-  INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
-  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::integer, $6::bigint, $7::text FROM lease
+  INSERT INTO checkpoints (${columns})
+  SELECT $1::text, $2::text, $3::bigint, $4::text, $5::integer, $6::bigint, $7::text, $8::text FROM lease
   ${upsertSet}
   RETURNING 1 AS saved`
 
@@ -232,8 +230,7 @@ const fencedDeleteSql = `WITH lease AS (
 const loadWith = (sql: SqlClient.SqlClient) =>
   Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
     const rows = yield* sql.unsafe(
-      `SELECT source, destination, byte_offset, identity, chunk_size, updated_at, verification
-        FROM checkpoints WHERE source = $1 AND destination = $2`,
+      `SELECT ${columns} FROM checkpoints WHERE source = $1 AND destination = $2`,
       [key.source, key.destination]
     ).pipe(Effect.mapError(storeError("load checkpoint")))
     if (rows.length === 0) return Option.none<Checkpoint>()
@@ -243,9 +240,16 @@ const loadWith = (sql: SqlClient.SqlClient) =>
 const rowParams = (checkpoint: Checkpoint) =>
   Effect.map(
     encodeCheckpointRow(checkpoint).pipe(Effect.mapError(storeError("save checkpoint"))),
-    (
-      row
-    ) => [row.source, row.destination, row.byte_offset, row.identity, row.chunk_size, row.updated_at, row.verification]
+    (row) => [
+      row.source,
+      row.destination,
+      row.byte_offset,
+      row.identity,
+      row.chunk_size,
+      row.updated_at,
+      row.verification,
+      row.done_ranges
+    ]
   )
 
 /** A checkpoint store on the database `sql` is connected to (its schema already migrated). */

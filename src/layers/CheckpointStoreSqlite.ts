@@ -15,7 +15,7 @@ import type * as Scope from "effect/Scope"
 import { dirname, resolve } from "node:path"
 import { CheckpointStore, CheckpointStoreError } from "../services/CheckpointStore.js"
 import type { Checkpoint, CheckpointKey, CheckpointStoreShape } from "../services/CheckpointStore.js"
-import { decodeCheckpointRow, verificationText } from "./CheckpointRows.js"
+import { decodeCheckpointRow, rangesText, verificationText } from "./CheckpointRows.js"
 import { makeDirectories } from "./SystemErrors.js"
 
 /**
@@ -59,6 +59,11 @@ const schema = {
     const sql = yield* SqlClient.SqlClient
     const existing = yield* sql`SELECT 1 FROM pragma_table_info('checkpoints') WHERE name = 'verification'`
     if (existing.length === 0) yield* sql`ALTER TABLE checkpoints ADD COLUMN verification TEXT`
+  }),
+  "3_ranges": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const existing = yield* sql`SELECT 1 FROM pragma_table_info('checkpoints') WHERE name = 'done_ranges'`
+    if (existing.length === 0) yield* sql`ALTER TABLE checkpoints ADD COLUMN done_ranges TEXT`
   })
 }
 
@@ -76,13 +81,13 @@ const runMigrations = SqliteMigrator.make({})
 class MigrationLocked extends Data.TaggedError("MigrationLocked") {}
 
 /** The one statement a save runs; a constant text, so the client prepares it once and reuses it. */
-const upsertSql =
-  `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
-  VALUES (?, ?, ?, ?, ?, ?, ?)
+const upsertSql = `INSERT INTO checkpoints
+    (source, destination, byte_offset, identity, chunk_size, updated_at, verification, done_ranges)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (source, destination) DO UPDATE SET
     byte_offset = excluded.byte_offset, identity = excluded.identity,
     chunk_size = excluded.chunk_size, updated_at = excluded.updated_at,
-    verification = excluded.verification`
+    verification = excluded.verification, done_ranges = excluded.done_ranges`
 
 /** The most useful line of a failure: the driver's own message (e.g. "file is not a database") when there is one. */
 const reasonOf = (error: unknown): string => {
@@ -210,13 +215,14 @@ export const make = (
           JSON.stringify(checkpoint.identity),
           checkpoint.chunkSize,
           checkpoint.updatedAt,
-          verificationText(checkpoint)
+          verificationText(checkpoint),
+          rangesText(checkpoint)
         ]).raw
       ).pipe(Effect.asVoid, Effect.mapError(failure("save checkpoint")))
 
     const load = Effect.fn("CheckpointStore.load")(function*(key: CheckpointKey) {
       const rows = yield* whileLocked(
-        sql`SELECT source, destination, byte_offset, identity, chunk_size, updated_at, verification
+        sql`SELECT source, destination, byte_offset, identity, chunk_size, updated_at, verification, done_ranges
           FROM checkpoints WHERE source = ${key.source} AND destination = ${key.destination}`
       ).pipe(Effect.mapError(failure("load checkpoint")))
       if (rows.length === 0) return Option.none<Checkpoint>()

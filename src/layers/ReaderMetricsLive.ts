@@ -25,6 +25,10 @@ export const recoveries = Metric.counter("streaming_reader_recoveries_total", { 
 export const succeeded = Metric.counter("streaming_reader_streams_succeeded_total", { description: "reads completed" })
 /** Reads that failed. */
 export const failed = Metric.counter("streaming_reader_streams_failed_total", { description: "reads failed" })
+/** Segments of a read over several connections fetching now. */
+export const activeSegments = Metric.gauge("streaming_reader_active_segments", {
+  description: "segments of a read fetching now"
+})
 /** Bytes reserved from the shared memory budget. */
 export const budgetInUse = Metric.gauge("streaming_reader_budget_bytes", { description: "memory budget in use" })
 /**
@@ -129,7 +133,9 @@ export const make = Effect.sync(() => {
     succeeded: Metric.tagged(succeeded, "source", source),
     failed: Metric.tagged(failed, "source", source),
     latency: Metric.tagged(chunkLatency, "source", source),
-    size: Metric.tagged(chunkSize, "source", source)
+    size: Metric.tagged(chunkSize, "source", source),
+    segments: Metric.tagged(activeSegments, "source", source),
+    maxSegments: 1
   })
   const of = (source: string) => {
     let metrics = bySource.get(source)
@@ -150,6 +156,11 @@ export const make = Effect.sync(() => {
     retry: (source) => Metric.increment(of(source).retries),
     recovery: (source) => Metric.increment(of(source).recoveries),
     outcome: (source, ok) => Metric.increment(ok ? of(source).succeeded : of(source).failed),
+    unsafeRecordSegments: (source, active) => {
+      const metrics = of(source)
+      metrics.segments.unsafeUpdate(active, noTags)
+      metrics.maxSegments = Math.max(metrics.maxSegments, active)
+    },
     unsafeRecordBudget: (bytes) => budgetInUse.unsafeUpdate(bytes, noTags),
     prometheus: Effect.map(Metric.snapshot, toPrometheus),
     stats: Effect.fn("ReaderMetrics.stats")(function*(source: string) {
@@ -167,7 +178,8 @@ export const make = Effect.sync(() => {
         p95ChunkMs: histogramQuantile(latency, 0.95),
         p99ChunkMs: histogramQuantile(latency, 0.99),
         meanChunkBytes: chunks > 0 ? Math.round(bytes / chunks) : 0,
-        maxChunkBytes: size.count > 0 ? size.max : 0
+        maxChunkBytes: size.count > 0 ? size.max : 0,
+        maxSegments: metrics.maxSegments
       }
       return stats
     })

@@ -22,7 +22,7 @@ import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
 import { BackpressureController } from "../services/BackpressureController.js"
 import type { BackpressureControllerShape } from "../services/BackpressureController.js"
 import type { SourceInput } from "../services/ByteSource.js"
-import { ByteSource } from "../services/ByteSource.js"
+import { ByteSource, resumableAtOffset } from "../services/ByteSource.js"
 import type { Checkpoint, CheckpointKey } from "../services/CheckpointStore.js"
 import { CheckpointStore } from "../services/CheckpointStore.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
@@ -40,6 +40,10 @@ import type { ChunkSupply, ReadChunk } from "./reader/ChunkSupply.js"
 import { makeChunkSupply } from "./reader/ChunkSupply.js"
 import type { ReadCursor } from "./reader/ReadCursor.js"
 import { makeReadCursor } from "./reader/ReadCursor.js"
+import type { Segment } from "./reader/SegmentPlan.js"
+import { gapsOf, makeSegmentPlan } from "./reader/SegmentPlan.js"
+import type { SegmentChunk, Segments } from "./reader/Segments.js"
+import { makeSegments } from "./reader/Segments.js"
 
 /** The most bytes of free reusable buffers a reader keeps (less when the memory budget is smaller). */
 export const maxPooledBytes = 32 * 1024 * 1024
@@ -57,6 +61,65 @@ export const readAheadAfterMs = 0.05
  * acknowledged (which must not race a read still under way).
  */
 export const CleanupPriority = { readAhead: 50, connection: 40, chunk: 30, buffers: 20, checkpoint: 10 } as const
+
+/**
+ * The loop of a read over segments taken as the segments fetch it: each pull gives back the
+ * chunk the consumer held and takes whichever chunk is ready, with its offset.
+ */
+const makeUnorderedLoop = (
+  source: string,
+  segments: Segments,
+  acks: Acknowledgements,
+  metrics: ReaderMetricsShape
+) => {
+  let held: SegmentChunk | undefined
+  let finished = false
+  const step: Effect.Effect<SourceChunk, Option.Option<ReadError>> = Effect.suspend(() => {
+    if (finished) return Effect.fail(Option.none())
+    const release = held === undefined ? Effect.void : held.reservation.release
+    held = undefined
+    return release.pipe(
+      Effect.zipRight(segments.next(false, 0)),
+      Effect.mapError(Option.some),
+      Effect.flatMap((next): Effect.Effect<SourceChunk, Option.Option<ReadError>> => {
+        if (Option.isNone(next)) {
+          finished = true
+          return acks.finish.pipe(
+            Effect.zipRight(metrics.outcome(source, true)),
+            Effect.mapError(Option.some),
+            Effect.zipRight(Effect.fail(Option.none()))
+          )
+        }
+        held = next.value
+        acks.emitRange(next.value.offset + next.value.bytes.length)
+        return Effect.succeed({ offset: next.value.offset, bytes: next.value.bytes })
+      }),
+      Effect.tapError((error) => Option.isSome(error) ? metrics.outcome(source, false) : Effect.void)
+    )
+  })
+  return {
+    chunks: Stream.repeatEffectOption(step),
+    releaseHeld: Effect.suspend(() => held === undefined ? Effect.void : held.reservation.release)
+  }
+}
+
+/** The chunks of a read over segments, in source order, as the pull loop takes them. */
+const orderedSupply = (segments: Segments, acks: Acknowledgements, lastSize: () => number): ChunkSupply => {
+  let first = true
+  return {
+    next: Effect.suspend(() => {
+      // In order, every byte from the start is handed out: the ranges a resume held are read again.
+      if (first) acks.dropRanges()
+      first = false
+      return segments.next(true, acks.emitted())
+    }),
+    release: (chunk) => chunk.reservation.release,
+    canPrepare: () => false,
+    prepareNext: Effect.void,
+    releasePrepared: segments.releaseAll,
+    lastSize
+  }
+}
 
 /** What the pull loop of one read drives. */
 interface PullLoopContext {
@@ -191,6 +254,16 @@ export const make = Effect.gen(function*() {
   const metrics = yield* ReaderMetrics
   const cleanup = yield* ResourceCleanupManager
   const buffers = makeBufferPool(Math.min(memory.limit, maxPooledBytes))
+  /** The connections each host gets from reads over segments, shared by every read of this reader. */
+  const hostConnections = new Map<string, Effect.Semaphore>()
+  const connectionsTo = (host: string, max: number) => {
+    let permits = hostConnections.get(host)
+    if (permits === undefined) {
+      permits = Effect.unsafeMakeSemaphore(max)
+      hostConnections.set(host, permits)
+    }
+    return permits
+  }
 
   const open = Effect.fn("StreamingReader.open")(function*(
     input: SourceInput,
@@ -221,8 +294,13 @@ export const make = Effect.gen(function*() {
     const policy = yield* recovery.policy({ source, retries: options.retries, maxDelay: options.maxRetryDelayMs })
     const sizing = yield* sizer.make({ initial: options.chunkSize, min: options.minChunk, max: options.maxChunk })
     const rate = yield* limiter.forStream(options.rate)
+    const host = options.segments > 1 ? handle.connectionHost : undefined
+    const permits = host === undefined ? undefined : connectionsTo(host, options.maxConnections)
+    // A read that may fetch over segments holds one of its host's connections from the start.
+    if (permits !== undefined) yield* Effect.acquireRelease(permits.take(1), () => permits.release(1))
 
     let acknowledged = () => from.offset
+    let firstSegment: Segment | undefined
     const cursor = makeReadCursor({
       handle,
       options,
@@ -230,9 +308,10 @@ export const make = Effect.gen(function*() {
       policy,
       metrics,
       start: from,
-      acknowledged: () => acknowledged()
+      acknowledged: () => acknowledged(),
+      end: () => firstSegment?.end
     })
-    const chunks = makeChunkSupply({
+    let chunks = makeChunkSupply({
       source,
       cursor,
       sizing,
@@ -246,16 +325,50 @@ export const make = Effect.gen(function*() {
     yield* cursor.begin
     /** The offset of the first byte the stream emits: the start, or 0 when a changed source is read again. */
     const startOffset = cursor.position()
+    const identity = cursor.identity() ?? {}
+    const size = identity.size
+    const startRanges = startOffset === from.offset ? from.ranges ?? [] : []
+    // Over segments: a known size, a strong validator, and the range asked for answered as such.
+    const connections = permits === undefined || size === undefined || !cursor.ranged() ||
+        !resumableAtOffset(identity) || startOffset >= size
+      ? 0
+      : makeSegmentPlan([{ start: startOffset, end: size }], options.segments, options.minSegmentSize).planned
+    const overSegments = connections > 1 || (connections === 1 && startRanges.length > 0)
     const acks = makeAcknowledgements({
       store,
       key,
       checkpointEvery: options.checkpointEvery,
       startOffset,
       startPrefixSha256: cursor.prefixHash()?.copy().digest("hex"),
+      startRanges: overSegments ? startRanges : [],
       identity: cursor.identity,
       chunkSize: chunks.lastSize
     })
     acknowledged = acks.acknowledged
+    /** Whether the read is taken through `unorderedChunks`. */
+    let unordered = false
+    const segments = !overSegments || size === undefined ? undefined : makeSegments({
+      handle,
+      options,
+      scope,
+      identity,
+      gaps: (ordered) => ordered ? [{ start: startOffset, end: size }] : gapsOf(startOffset, size, startRanges),
+      connections,
+      first: cursor,
+      setFirstSegment: (segment) => {
+        firstSegment = segment
+      },
+      policy: recovery.policy({ source, retries: options.retries, maxDelay: options.maxRetryDelayMs }),
+      sizing: sizer.make({ initial: options.chunkSize, min: options.minChunk, max: options.maxChunk }),
+      memory,
+      rate,
+      metrics,
+      clock,
+      extraConnection: (work) => permits!.withPermitsIfAvailable(1)(work),
+      acknowledged: () => acks.acknowledged()
+    })
+    if (segments !== undefined) chunks = orderedSupply(segments, acks, chunks.lastSize)
+    const unorderedLoop = segments === undefined ? undefined : makeUnorderedLoop(source, segments, acks, metrics)
 
     const loop = makePullLoop({
       source,
@@ -282,7 +395,9 @@ export const make = Effect.gen(function*() {
     yield* cleanup.register({
       name: `${source}: held chunk`,
       priority: CleanupPriority.chunk,
-      release: loop.releaseHeld
+      release: unorderedLoop === undefined
+        ? loop.releaseHeld
+        : Effect.zipRight(loop.releaseHeld, unorderedLoop.releaseHeld)
     })
     yield* cleanup.register({
       name: `${source}: reusable buffers`,
@@ -299,12 +414,20 @@ export const make = Effect.gen(function*() {
     const session: ReadSession = {
       source,
       startOffset,
-      identity: cursor.identity() ?? {},
+      identity,
       resumedFrom: startOffset === from.offset ? resumedFrom : Option.none(),
       chunks: loop.chunks,
       stream: loop.bytes,
+      segments: segments === undefined ? 1 : connections,
+      unorderedChunks: unorderedLoop === undefined ? loop.chunks : Stream.unwrap(Effect.sync(() => {
+        unordered = true
+        return unorderedLoop.chunks
+      })),
       acknowledge: acks.acknowledge,
-      checkpointDue: acks.checkpointDue,
+      acknowledgeRange: unorderedLoop === undefined
+        ? (_start, end, output) => acks.acknowledge(end, output)
+        : acks.acknowledgeRange,
+      checkpointDue: (end) => unordered ? acks.rangeCheckpointDue() : acks.checkpointDue(end),
       checkpoint: acks.checkpoint,
       acknowledged: Effect.sync(acks.resumePoint),
       sink: (handleChunk) =>

@@ -318,6 +318,11 @@ export interface SourceCursor {
    * for something else waits for the read started, drops its bytes and reads anew.
    */
   readonly prefetch?: (maxBytes: number, into?: Uint8Array) => void
+  /**
+   * Whether the source answered with exactly the range asked for (an HTTP 206), so that other
+   * ranges of this version can be read over other connections at the same time.
+   */
+  readonly ranged?: boolean
 }
 
 /** An opened source. */
@@ -334,12 +339,20 @@ export interface SourceHandle {
   /** Whether a pull may wait on a peer (a network, a pipe); such pulls are bounded by the stall timeout. */
   readonly canStall: boolean
   /**
+   * The host whose connections a read over several segments counts against `maxConnections`:
+   * set by sources that can read byte ranges over several connections at once (HTTP).
+   */
+  readonly connectionHost?: string
+  /**
    * Starts an attempt at `offset`. `expected` is the identity a checkpoint recorded; an HTTP
-   * source sends it as a precondition. The attempt's connection or position lives in the scope.
+   * source sends it as a precondition. With `end` (exclusive), only the bytes before it are
+   * wanted: an HTTP source asks for that range (and the cursor ends there); others may read on,
+   * and the caller stops. The attempt's connection or position lives in the scope.
    */
   readonly readFrom: (
     offset: number,
-    expected?: SourceIdentity
+    expected?: SourceIdentity,
+    end?: number
   ) => Effect.Effect<SourceCursor, SourceError, Scope.Scope>
 }
 

@@ -16,6 +16,8 @@ export interface ReadStats {
   /** Mean (bytes / chunks) and largest chunk size delivered, in bytes. */
   readonly meanChunkBytes: number
   readonly maxChunkBytes: number
+  /** The most segments (connections) one read of the source used at once; 1 for a read over one connection. */
+  readonly maxSegments: number
 }
 
 /** Records and reports read metrics. */
@@ -31,6 +33,8 @@ export interface ReaderMetricsShape {
   readonly recovery: (source: string) => Effect.Effect<void>
   /** Records how a read ended. */
   readonly outcome: (source: string, succeeded: boolean) => Effect.Effect<void>
+  /** Records how many segments of a read over several are fetching now. */
+  readonly unsafeRecordSegments: (source: string, active: number) => void
   /** Records the budget in use; synchronous, as it runs once per chunk. */
   readonly unsafeRecordBudget: (bytes: number) => void
   /** The figures of one source's reads so far. */

@@ -10,7 +10,7 @@ import type * as Scope from "effect/Scope"
 import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import type { SourceError, SourceIdentity, SourceInput } from "./ByteSource.js"
-import type { Checkpoint, CheckpointStoreError, OutputCheck } from "./CheckpointStore.js"
+import type { ByteRange, Checkpoint, CheckpointStoreError, OutputCheck } from "./CheckpointStore.js"
 import type { InvalidOptions, ReadOptionsInput } from "./ReadOptions.js"
 import type { RetriesExhausted } from "./StreamRecoveryManager.js"
 
@@ -43,6 +43,8 @@ export interface ReadStart {
   readonly identity?: SourceIdentity | undefined
   /** For a source without a strong validator: the sha256 of its first `offset` bytes. */
   readonly prefixSha256?: string | undefined
+  /** Ranges past `offset` already handled (a read over segments): a resume over segments fetches only the rest. */
+  readonly ranges?: ReadonlyArray<ByteRange> | undefined
 }
 
 /**
@@ -62,6 +64,27 @@ export interface ReadSession {
   readonly chunks: Stream.Stream<SourceChunk, ReadError>
   /** The same bytes without their offsets. */
   readonly stream: Stream.Stream<Uint8Array, ReadError>
+  /**
+   * How many connections the read fetches over: more than one for an HTTP(S) object read in
+   * segments (`segments`), 1 otherwise.
+   */
+  readonly segments: number
+  /**
+   * The same chunks as `chunks`, in the order the segments fetch them rather than in source
+   * order, for a consumer that writes each at its own offset and acknowledges it with
+   * `acknowledgeRange`: nothing waits in a reorder window. A read over one connection gives them
+   * in order. A read is taken through `chunks` or `stream`, or through this: not both.
+   */
+  readonly unorderedChunks: Stream.Stream<SourceChunk, ReadError>
+  /**
+   * Records that the bytes from `start` to `end` are durably handled (a chunk of
+   * `unorderedChunks`); checkpoints then record every range handled. Like `acknowledge` otherwise.
+   */
+  readonly acknowledgeRange: (
+    start: number,
+    end: number,
+    output?: OutputCheck
+  ) => Effect.Effect<void, CheckpointStoreError>
   /**
    * Records that every byte before `end` is durably handled. A checkpoint is saved once
    * `checkpointEvery` chunks have been acknowledged since the last one, carrying `output` when

@@ -1,6 +1,6 @@
 /**
  * A real HTTP server on 127.0.0.1 for tests: serves bytes with Range / 206 / Content-Range /
- * ETag / Last-Modified / If-Range, and injects faults (ignored ranges, lying Content-Range,
+ * ETag / Last-Modified / If-Range / If-Match, and injects faults (ignored ranges, lying Content-Range,
  * extra or missing bytes, dropped or stalled connections, error statuses, redirects).
  */
 import { Effect } from "effect"
@@ -170,6 +170,13 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
         if (etag !== undefined) headers["etag"] = etag
         if (lastModified !== undefined) headers["last-modified"] = lastModified
 
+        const ifMatch = req.headers["if-match"]
+        if (
+          ifMatch !== undefined && ifMatch !== "*" && (etag === undefined || etag.startsWith("W/") || ifMatch !== etag)
+        ) {
+          res.writeHead(412, headers)
+          return res.end()
+        }
         const range = options.ignoreRange ? undefined : parseRangeHeader(req.headers.range)
         const ifRangeHeader = req.headers["if-range"]
         const ifRange = Array.isArray(ifRangeHeader) ? ifRangeHeader[0] : ifRangeHeader

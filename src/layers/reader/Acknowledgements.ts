@@ -9,12 +9,14 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { SourceIdentity } from "../../services/ByteSource.js"
 import type {
+  ByteRange,
   CheckpointKey,
   CheckpointStoreError,
   CheckpointStoreShape,
   OutputCheck
 } from "../../services/CheckpointStore.js"
 import type { ReadStart } from "../../services/StreamingReader.js"
+import { addRange } from "./SegmentPlan.js"
 
 /** The acknowledgements of one read. */
 export interface Acknowledgements {
@@ -27,8 +29,20 @@ export interface Acknowledgements {
    * it, kept for a source without a strong validator, so a checkpoint inside it has its digest.
    */
   readonly emit: (bytes: Uint8Array, hashBefore: Hash | undefined) => void
+  /** Records a chunk of a read over segments handed to the consumer, which may lie past others not yet handed out. */
+  readonly emitRange: (end: number) => void
   /** See `ReadSession.acknowledge`. */
   readonly acknowledge: (end: number, output?: OutputCheck) => Effect.Effect<void, CheckpointStoreError>
+  /** See `ReadSession.acknowledgeRange`. */
+  readonly acknowledgeRange: (
+    start: number,
+    end: number,
+    output?: OutputCheck
+  ) => Effect.Effect<void, CheckpointStoreError>
+  /** Forgets the ranges a resume started with: the read hands out every byte from its start again. */
+  readonly dropRanges: () => void
+  /** Whether acknowledging one more range saves a checkpoint. */
+  readonly rangeCheckpointDue: () => boolean
   /** See `ReadSession.checkpointDue`. */
   readonly checkpointDue: (end: number) => boolean
   /** Saves a checkpoint of what is acknowledged, when it moved since the last one (or `output` is new). */
@@ -48,6 +62,8 @@ export interface AcknowledgementsContext {
   readonly startOffset: number
   /** The sha256 of the source's first `startOffset` bytes, for a source without a strong validator. */
   readonly startPrefixSha256: string | undefined
+  /** Ranges past `startOffset` handled before (a resume over segments). */
+  readonly startRanges: ReadonlyArray<ByteRange>
   /** The version of the source being read. */
   readonly identity: () => SourceIdentity | undefined
   /** The size of the last chunk read, recorded to start a resume with. */
@@ -78,6 +94,16 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
   let acknowledgedChunk: HashedChunk | undefined
   let finished = false
   let complete = false
+  /** Ranges past `acknowledged` acknowledged too (a read over segments), sorted, disjoint, not touching it. */
+  const ranges: Array<ByteRange> = context.startRanges.filter((range) => range.start > acknowledged)
+    .map((range) => ({ start: range.start, end: range.end }))
+
+  /** Moves `acknowledged` over the ranges it now touches. */
+  const absorbRanges = () => {
+    while (ranges.length > 0 && ranges[0]!.start <= acknowledged) {
+      acknowledged = Math.max(acknowledged, ranges.shift()!.end)
+    }
+  }
 
   const prefixSha256 = (): string | undefined => {
     const chunk = acknowledgedChunk
@@ -99,7 +125,8 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
           chunkSize: context.chunkSize(),
           updatedAt,
           ...(output === undefined ? {} : { output }),
-          ...(prefix === undefined ? {} : { prefixSha256: prefix })
+          ...(prefix === undefined ? {} : { prefixSha256: prefix }),
+          ...(ranges.length === 0 ? {} : { ranges: ranges.map((range) => ({ start: range.start, end: range.end })) })
         })).pipe(
           Effect.tap(() => {
             savedOffset = offset
@@ -112,7 +139,7 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
 
   /** Every byte of a finished read is acknowledged: its checkpoint is no longer needed. */
   const completeIfDone = Effect.suspend(() => {
-    if (!finished || complete || acknowledged < emitted) return Effect.void
+    if (!finished || complete || acknowledged < emitted || ranges.length > 0) return Effect.void
     complete = true
     return key === undefined ? Effect.void : store.delete(key)
   })
@@ -139,6 +166,26 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
       emitted += bytes.length
       ends.push(emitted)
     },
+    emitRange: (end) => {
+      emitted = Math.max(emitted, end)
+    },
+    acknowledgeRange: (start, end, output) =>
+      Effect.suspend(() => {
+        if (end <= start) return Effect.void
+        if (start <= acknowledged) {
+          acknowledged = Math.max(acknowledged, end)
+          absorbRanges()
+        } else {
+          addRange(ranges, start, end)
+        }
+        sinceCheckpoint++
+        if (finished && acknowledged >= emitted && ranges.length === 0) return completeIfDone
+        return key !== undefined && sinceCheckpoint >= context.checkpointEvery ? save(output) : Effect.void
+      }),
+    dropRanges: () => {
+      ranges.splice(0)
+    },
+    rangeCheckpointDue: () => key !== undefined && sinceCheckpoint + 1 >= context.checkpointEvery,
     checkpointDue: (end) =>
       key !== undefined && end > acknowledged && sinceCheckpoint + chunksEndingBy(end) >= context.checkpointEvery,
     acknowledge: (end, output) =>
@@ -178,7 +225,8 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
       return {
         offset: acknowledged,
         ...(identity === undefined ? {} : { identity }),
-        ...(prefix === undefined ? {} : { prefixSha256: prefix })
+        ...(prefix === undefined ? {} : { prefixSha256: prefix }),
+        ...(ranges.length === 0 ? {} : { ranges: ranges.map((range) => ({ start: range.start, end: range.end })) })
       }
     }
   }

@@ -47,6 +47,8 @@ export interface ReadCursor {
   readonly prefetch: (maxBytes: number, into: Uint8Array | undefined) => void
   /** Closes the current attempt's connection, if any, once a read it started has finished. */
   readonly drop: Effect.Effect<void>
+  /** Whether the last attempt's source answered with exactly the range asked for (see `SourceCursor.ranged`). */
+  readonly ranged: () => boolean
 }
 
 /** What a cursor needs from its read. */
@@ -61,6 +63,13 @@ export interface ReadCursorContext {
   readonly start: ReadStart
   /** The offset the consumer acknowledged, reported with `RetriesExhausted`. */
   readonly acknowledged: () => number
+  /**
+   * Where the bytes wanted end (exclusive), when not at the end of the source: one segment of a
+   * read over several. It may move closer while the read goes on (another segment takes the rest).
+   */
+  readonly end?: () => number | undefined
+  /** The start's identity holds at every offset, 0 included: a segment of a read whose version is known. */
+  readonly knownVersion?: boolean
 }
 
 /** Makes the cursor of one read. */
@@ -68,13 +77,17 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
   const { handle, options, policy, metrics } = context
   const source = handle.source
   let position = context.start.offset
-  let identity: SourceIdentity | undefined = position > 0 ? context.start.identity : undefined
+  let identity: SourceIdentity | undefined = position > 0 || context.knownVersion === true
+    ? context.start.identity
+    : undefined
+  const wantedEnd = context.end ?? (() => undefined)
   let expectedPrefix = position > 0 ? context.start.prefixSha256 : undefined
   let prefixHash: Hash | undefined
   /** Whether the read is being opened: a changed unvalidated source then starts again from 0. */
   let opening = true
   let failedAttempts = 0
   let attempt: { readonly scope: Scope.CloseableScope; readonly cursor: SourceCursor } | undefined
+  let ranged = false
 
   const drop = Effect.suspend(() => {
     const current = attempt
@@ -124,7 +137,8 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
     const closeOnError = <A, E>(effect: Effect.Effect<A, E>) =>
       Effect.tapError(effect, () => Scope.close(attemptScope, Exit.void))
     const byRange = identity === undefined || resumableAtOffset(identity)
-    const cursor = yield* bounded(handle.readFrom(byRange ? position : 0, identity)).pipe(
+    const end = byRange ? wantedEnd() : undefined
+    const cursor = yield* bounded(handle.readFrom(byRange ? position : 0, identity, end)).pipe(
       Scope.extend(attemptScope),
       closeOnError
     )
@@ -149,6 +163,7 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
     if (prefixHash === undefined && position === 0 && !resumableAtOffset(identity)) prefixHash = createHash("sha256")
     if (failedAttempts > 0) yield* metrics.recovery(source)
     attempt = { scope: attemptScope, cursor }
+    ranged = cursor.ranged === true
     return cursor
   }).pipe((body) =>
     // An attempt after a failure, or at an offset, is a resume.
@@ -172,12 +187,12 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
   const pullFrom = (cursor: SourceCursor, maxBytes: number, into: Uint8Array | undefined) =>
     Effect.flatMap(
       bounded(cursor.pull(maxBytes, into)),
-      (bytes) =>
-        bytes.length === 0 && identity?.size !== undefined && position < identity.size
-          ? Effect.fail(
-            new TransientReadError({ source, reason: `source ended early at byte ${position} of ${identity.size}` })
-          )
+      (bytes) => {
+        const end = wantedEnd() ?? identity?.size
+        return bytes.length === 0 && end !== undefined && position < end
+          ? Effect.fail(new TransientReadError({ source, reason: `source ended early at byte ${position} of ${end}` }))
           : Effect.succeed(bytes)
+      }
     )
 
   const pullOnce = (maxBytes: number, into: Uint8Array | undefined) =>
@@ -211,6 +226,7 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
     canPrefetch: () =>
       attempt?.cursor.prefetch !== undefined && (identity?.size === undefined || position < identity.size),
     prefetch: (maxBytes, into) => attempt?.cursor.prefetch?.(maxBytes, into),
-    drop
+    drop,
+    ranged: () => ranged
   }
 }

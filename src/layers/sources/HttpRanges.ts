@@ -20,6 +20,9 @@ export interface ContentRange {
 /** The `Range` header of a request for the bytes from `offset` to the end. */
 export const rangeFrom = (offset: number): string => `bytes=${offset}-`
 
+/** The `Range` header asking for the bytes from `start` to `end` (exclusive). */
+export const rangeBetween = (start: number, end: number): string => `bytes=${start}-${end - 1}`
+
 /** Parses a `Range: bytes=start-[end]` request header (one range); `undefined` when absent or not of that form. */
 export const parseRangeHeader = (header: string | undefined): RequestedRange | undefined => {
   if (header === undefined) return undefined

@@ -31,7 +31,7 @@ import {
 } from "../../services/ByteSource.js"
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
 import { networkReason, systemFailure } from "../SystemErrors.js"
-import { parseContentLength, parseContentRange, parseUnsatisfiedRange, rangeFrom } from "./HttpRanges.js"
+import { parseContentLength, parseContentRange, parseUnsatisfiedRange, rangeBetween, rangeFrom } from "./HttpRanges.js"
 import { readableRange } from "./readableRange.js"
 import { rechunk } from "./rechunk.js"
 
@@ -146,16 +146,23 @@ export const makeHttpSource = (
     )
   }
 
-  const readFrom = Effect.fn("HttpSource.readFrom")(function*(offset: number, expected?: SourceIdentity) {
+  const readFrom = Effect.fn("HttpSource.readFrom")(function*(offset: number, expected?: SourceIdentity, end?: number) {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       return yield* Effect.dieMessage(`HttpSource.readFrom: offset must be a non-negative integer, got ${offset}`)
     }
+    if (end !== undefined && !(Number.isSafeInteger(end) && end > offset)) {
+      return yield* Effect.dieMessage(`HttpSource.readFrom: end must be an integer past ${offset}, got ${end}`)
+    }
     const headers: Record<string, string> = {
-      "range": rangeFrom(offset),
+      "range": end === undefined ? rangeFrom(offset) : rangeBetween(offset, end),
       "accept-encoding": "identity"
     }
     const ifRange = expected === undefined ? undefined : ifRangeValidator(expected)
-    if (ifRange !== undefined) headers["if-range"] = ifRange
+    if (ifRange !== undefined) {
+      headers["if-range"] = ifRange
+      // A bounded range is one segment of several: another version is refused outright (412).
+      if (end !== undefined) headers["if-match"] = ifRange
+    }
 
     const answerScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     return yield* Effect.gen(function*() {
@@ -166,13 +173,14 @@ export const makeHttpSource = (
       if (redirectStatuses.has(response.status) && response.headers["location"] !== undefined) {
         return yield* new BadRedirect({ source, reason: `too many redirects (more than ${maxRedirects})` })
       }
-      return yield* interpret(source, response, answerScope, offset, expected, statusError)
+      return yield* interpret(source, response, answerScope, offset, end, expected, statusError)
     }).pipe(Effect.onError(() => Scope.close(answerScope, Exit.void)))
   })
 
+  const connectionHost = url.host
   return source === url.href
-    ? { source, seekable: true, canStall: true, readFrom }
-    : { source, checkpointKey: checkpointKeyOf(source, url), seekable: true, canStall: true, readFrom }
+    ? { source, seekable: true, canStall: true, connectionHost, readFrom }
+    : { source, checkpointKey: checkpointKeyOf(source, url), seekable: true, canStall: true, connectionHost, readFrom }
 }
 
 // The URL a redirect leads to, refused as a `BadRedirect` when it is unreadable or not http(s).
@@ -226,6 +234,7 @@ const interpret = (
   response: HttpClientResponse.HttpClientResponse,
   hopScope: Scope.CloseableScope,
   offset: number,
+  wantedEnd: number | undefined,
   expected: SourceIdentity | undefined,
   statusError: (response: HttpClientResponse.HttpClientResponse) => Effect.Effect<never, HttpStatusError>
 ): Effect.Effect<SourceCursor, SourceError> =>
@@ -249,10 +258,12 @@ const interpret = (
         })
       }
       const identity = range.total === undefined ? tags : { size: range.total, ...tags }
-      // A server may send less than the rest (a capped range, or of an unknown total): its end is then no end.
+      // A server may send less than asked (a capped range, or of an unknown total): its end is then no end.
       const rangeIsTheRest = range.total !== undefined && range.end + 1 === range.total
-      const restOf = rangeIsTheRest ? undefined : range.total ?? "?"
-      return yield* makeCursor(source, identity, response, hopScope, offset, offset, range.end + 1, restOf)
+      const rangeIsAsked = wantedEnd !== undefined && range.end + 1 === wantedEnd
+      const restOf = rangeIsTheRest || rangeIsAsked ? undefined : range.total ?? "?"
+      const ranged = range.total !== undefined
+      return yield* makeCursor(source, identity, response, hopScope, offset, offset, range.end + 1, restOf, ranged)
     }
 
     if (status >= 200 && status < 300) {
@@ -260,7 +271,7 @@ const interpret = (
       const identity = length === undefined ? tags : { size: length, ...tags }
       if (length !== undefined && length < offset) yield* pastTheEnd(source, offset, length, expected, identity)
       const end = length ?? Number.POSITIVE_INFINITY
-      return yield* makeCursor(source, identity, response, hopScope, 0, offset, end, undefined)
+      return yield* makeCursor(source, identity, response, hopScope, 0, offset, end, undefined, false)
     }
 
     if (status === 416) {
@@ -333,7 +344,8 @@ const makeCursor = (
   bodyStart: number,
   offset: number,
   end: number,
-  restOf: number | "?" | undefined
+  restOf: number | "?" | undefined,
+  ranged: boolean
 ): Effect.Effect<SourceCursor> =>
   Effect.gen(function*() {
     // What the end of the body at absolute `position` means: too early, a shorter range, or the end.
@@ -360,6 +372,7 @@ const makeCursor = (
       })
     return {
       identity,
+      ranged,
       pull: (maxBytes, into) => take(Math.max(1, Math.floor(maxBytes)), into)
     }
   })
