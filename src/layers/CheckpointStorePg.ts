@@ -102,9 +102,6 @@ export class PostgresUnavailable extends Data.TaggedError("PostgresUnavailable")
   readonly reason: string
 }> {}
 
-/** A database URL safe to print: `redactUrlText`, under the name `JobQueuePg` imports. */
-export const redactPostgresUrl = redactUrlText
-
 /** Why `url` is not a PostgreSQL URL this program can use, if it is not. */
 const urlProblem = (url: string): string | undefined => {
   let parsed: URL

@@ -14,7 +14,8 @@ import type * as ConfigError from "effect/ConfigError"
 import type * as Scope from "effect/Scope"
 import { Job, JobQueue, LeaseLost, QueueUnavailable, UnknownJob } from "../services/JobQueue.js"
 import type { Claim, JobQueueShape } from "../services/JobQueue.js"
-import { connect, fencedWith, reasonOf, redactPostgresUrl, urlConfig } from "./CheckpointStorePg.js"
+import { redactUrlText } from "../services/ByteSource.js"
+import { connect, fencedWith, reasonOf, urlConfig } from "./CheckpointStorePg.js"
 
 /** How the queue leases and retries. */
 export interface JobQueueOptions {
@@ -190,7 +191,7 @@ export const make = (
 ): Effect.Effect<JobQueueShape, QueueUnavailable, Scope.Scope> =>
   connect(url).pipe(
     Effect.map((client) =>
-      makeWith(client, redactPostgresUrl(typeof url === "string" ? url : Redacted.value(url)), options)
+      makeWith(client, redactUrlText(typeof url === "string" ? url : Redacted.value(url)), options)
     ),
     Effect.mapError((error) => new QueueUnavailable({ database: error.database, reason: error.reason }))
   )

@@ -5,7 +5,7 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, FastCheck as fc, Option } from "effect"
 import type { Layer } from "effect"
 import { CheckpointStore } from "../../src/services/CheckpointStore.js"
-import type { Checkpoint, CheckpointKey, OutputCheck } from "../../src/services/CheckpointStore.js"
+import type { ByteRange, Checkpoint, CheckpointKey, OutputCheck } from "../../src/services/CheckpointStore.js"
 
 const checkpoint = (key: CheckpointKey, offset: number, overrides: Partial<Checkpoint> = {}): Checkpoint => ({
   key,
@@ -38,8 +38,19 @@ const outputCheck: OutputCheck = {
 
 const prefixSha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-/** Any checkpoint a read could record: offsets up to 2^53 - 1, any subset of identity fields, with or without verification. */
-const arbitraryCheckpoint = fc.record({
+/** Sorted, disjoint ranges that do not touch: the bounds are distinct numbers, paired in order. */
+const arbitraryRanges = fc.uniqueArray(fc.maxSafeNat(), { minLength: 2, maxLength: 12 }).map((bounds) => {
+  const sorted = [...bounds].sort((a, b) => a - b)
+  const ranges: Array<ByteRange> = []
+  for (let i = 0; i + 1 < sorted.length; i += 2) ranges.push({ start: sorted[i]!, end: sorted[i + 1]! })
+  return ranges
+})
+
+/**
+ * Any checkpoint a read could record: offsets up to 2^53 - 1, any subset of identity fields,
+ * with or without verification (and its tail end) and acknowledged ranges.
+ */
+export const arbitraryCheckpoint: fc.Arbitrary<Checkpoint> = fc.record({
   key: fc.record({ source: text, destination: text }),
   offset: fc.maxSafeNat(),
   identity: fc.record(
@@ -57,8 +68,15 @@ const arbitraryCheckpoint = fc.record({
   ),
   chunkSize: fc.integer({ min: 1, max: 64 * 1024 * 1024 }),
   updatedAt: fc.maxSafeNat(),
-  output: fc.record({ dev: fc.maxSafeNat(), ino: fc.maxSafeNat(), tailLength: fc.maxSafeNat(), tailSha256: sha256Hex }),
-  prefixSha256: sha256Hex
+  output: fc.record({
+    dev: fc.maxSafeNat(),
+    ino: fc.maxSafeNat(),
+    tailLength: fc.maxSafeNat(),
+    tailSha256: sha256Hex,
+    tailEnd: fc.maxSafeNat()
+  }, { requiredKeys: ["dev", "ino", "tailLength", "tailSha256"] }),
+  prefixSha256: sha256Hex,
+  ranges: arbitraryRanges
 }, { requiredKeys: ["key", "offset", "identity", "chunkSize", "updatedAt"] })
 
 /** Registers the shared checkpoint-store tests for the store `makeLayer` builds (one store for the whole suite). */
@@ -141,6 +159,49 @@ export const checkpointStoreContract = (
           assert.isFalse("output" in loaded || "prefixSha256" in loaded, "the old checks are gone")
           yield* store.save(verified)
           assert.deepStrictEqual(yield* store.load(key), Option.some(verified))
+        }))
+
+      it.effect("a checkpoint with acknowledged ranges and a tail check past the offset loads back exactly", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const saved = checkpoint(
+            { source: "https://example.com/segmented.bin", destination: "/out/segmented.bin" },
+            4 * 2 ** 20,
+            {
+              output: { ...outputCheck, tailEnd: 5 * 2 ** 32 + 65_536 },
+              prefixSha256,
+              ranges: [
+                { start: 8 * 2 ** 20, end: 12 * 2 ** 20 },
+                { start: 2 ** 32, end: 2 ** 32 + 2 ** 20 },
+                { start: 5 * 2 ** 32, end: 5 * 2 ** 32 + 65_536 }
+              ]
+            }
+          )
+          yield* store.save(saved)
+          assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
+        }))
+
+      it.effect("a save without ranges or a tail end clears those of the checkpoint it replaces", () =>
+        Effect.gen(function*() {
+          const store = yield* CheckpointStore
+          const key = { source: "https://example.com/ranges-cleared.bin", destination: "/out/ranges-cleared.bin" }
+          const segmented = checkpoint(key, 1000, {
+            output: { ...outputCheck, tailEnd: 9000 },
+            ranges: [{ start: 2000, end: 3000 }, { start: 8000, end: 9000 }]
+          })
+          const contiguous = checkpoint(key, 9000, { output: outputCheck })
+          yield* store.save(segmented)
+          yield* store.save(contiguous)
+          const loaded = Option.getOrThrow(yield* store.load(key))
+          assert.deepStrictEqual(loaded, contiguous)
+          assert.isFalse("ranges" in loaded, "the old ranges are gone")
+          assert.isFalse(loaded.output !== undefined && "tailEnd" in loaded.output, "the old tail end is gone")
+          yield* store.save(segmented)
+          assert.deepStrictEqual(yield* store.load(key), Option.some(segmented))
+          yield* store.save({ ...contiguous, ranges: [] })
+          const { ranges, ...rest } = Option.getOrThrow(yield* store.load(key))
+          assert.deepStrictEqual(ranges ?? [], [], "an empty list of ranges loads as none")
+          assert.deepStrictEqual(rest, contiguous)
         }))
 
       it.effect("a save replaces the checkpoint under the same key", () =>

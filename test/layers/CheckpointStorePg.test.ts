@@ -81,7 +81,60 @@ const recordedMigrations = (sql: PgClient.PgClient) =>
   )
 
 /** The migrations this release records. */
-const currentMigrations: ReadonlyArray<readonly [number, string]> = [[1, "checkpoints_and_jobs"], [2, "verification"]]
+const currentMigrations: ReadonlyArray<readonly [number, string]> = [
+  [1, "checkpoints_and_jobs"],
+  [2, "verification"],
+  [3, "ranges"]
+]
+
+/**
+ * Brings the database of `sql` to the schema of the release whose migrator ran
+ * `1_checkpoints_and_jobs` and `2_verification`: the migrator's table and record, the same steps
+ * in one transaction. Frozen: it is that release, not this one.
+ */
+const createPreviousRelease = (sql: PgClient.PgClient) =>
+  Effect.gen(function*() {
+    yield* sql.unsafe(`CREATE TABLE effect_sql_migrations (
+      migration_id integer primary key,
+      created_at timestamp with time zone not null default now(),
+      name text not null
+    )`)
+    yield* sql.withTransaction(Effect.gen(function*() {
+      yield* sql.unsafe(`LOCK TABLE effect_sql_migrations IN ACCESS EXCLUSIVE MODE`)
+      yield* sql.unsafe(
+        `INSERT INTO effect_sql_migrations (migration_id, name) VALUES (1, 'checkpoints_and_jobs'), (2, 'verification')`
+      )
+      for (const migration of legacyMigrations) yield* sql.unsafe(migration)
+    }))
+  })
+
+/** Saves `checkpoint` (no ranges, no tail end) with the statement of that release. */
+const savePreviousRelease = (sql: PgClient.PgClient, checkpoint: Checkpoint) => {
+  const { output, prefixSha256 } = checkpoint
+  const verification = output === undefined && prefixSha256 === undefined ? null : JSON.stringify({
+    ...(output === undefined
+      ? {}
+      : { output: { dev: output.dev, ino: output.ino, tailLength: output.tailLength, tailSha256: output.tailSha256 } }),
+    ...(prefixSha256 === undefined ? {} : { prefixSha256 })
+  })
+  return sql.unsafe(
+    `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+      VALUES ($1, $2, $3, $4, $5, $6, $7)
+      ON CONFLICT (source, destination) DO UPDATE SET
+        byte_offset = excluded.byte_offset, identity = excluded.identity,
+        chunk_size = excluded.chunk_size, updated_at = excluded.updated_at,
+        verification = excluded.verification`,
+    [
+      checkpoint.key.source,
+      checkpoint.key.destination,
+      checkpoint.offset,
+      JSON.stringify(checkpoint.identity),
+      checkpoint.chunkSize,
+      checkpoint.updatedAt,
+      verification
+    ]
+  )
+}
 
 /** Lets the lease of `claim` run out now (the database's clock decides expiry). */
 const expire = (claim: Claim) =>
@@ -252,19 +305,23 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         assert.deepStrictEqual(yield* store.load(sample(destination, 0).key), Option.some(sample(destination, 10)))
       }))
 
-    it.effect("a fenced save keeps the destination's check and the prefix digest", () =>
+    it.effect("a fenced save keeps the destination's check, the prefix digest and the ranges, and clears them", () =>
       Effect.gen(function*() {
         const queue = yield* JobQueue
         const store = yield* CheckpointStore
         const claim = yield* claimNew("/out/fenced-verified.bin")
         const saved: Checkpoint = {
           ...sample("/out/fenced-verified.bin", 65_536),
-          output: { dev: 64_769, ino: 2 ** 36 + 1, tailLength: 65_536, tailSha256: "ef".repeat(32) },
-          prefixSha256: "01".repeat(32)
+          output: { dev: 64_769, ino: 2 ** 36 + 1, tailLength: 65_536, tailSha256: "ef".repeat(32), tailEnd: 2 ** 33 },
+          prefixSha256: "01".repeat(32),
+          ranges: [{ start: 2 ** 20, end: 2 ** 21 }, { start: 2 ** 33 - 65_536, end: 2 ** 33 }]
         }
         yield* queue.checkpoints(claim).save(saved)
         assert.deepStrictEqual(yield* store.load(saved.key), Option.some(saved))
         assert.deepStrictEqual(yield* queue.checkpoints(claim).load(saved.key), Option.some(saved))
+        const plain = sample("/out/fenced-verified.bin", 2 ** 21)
+        yield* queue.checkpoints(claim).save(plain)
+        assert.deepStrictEqual(yield* store.load(saved.key), Option.some(plain))
         yield* queue.complete(claim)
       }))
 
@@ -278,14 +335,17 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
           ["a negative offset", [-5, identity, 1, 1, null]],
           ["a chunk size of zero", [1, identity, 0, 1, null]],
           ["garbage JSON in verification", [1, identity, 1, 1, "[oops"]],
-          ["a prefix digest of the wrong type", [1, identity, 1, 1, "{\"prefixSha256\":7}"]]
+          ["a prefix digest of the wrong type", [1, identity, 1, 1, "{\"prefixSha256\":7}"]],
+          ["garbage JSON in the ranges", [1, identity, 1, 1, null, "[{"]],
+          ["a range of the wrong shape", [1, identity, 1, 1, null, "[{\"end\":\"9\"}]"]]
         ]
         for (const [what, values] of rows) {
           const source = `https://example.com/${what.replaceAll(" ", "-")}`
           yield* sql.unsafe(
-            `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
-              VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-            [source, "/out/garbage.bin", ...values]
+            `INSERT INTO checkpoints
+              (source, destination, byte_offset, identity, chunk_size, updated_at, verification, done_ranges)
+              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+            [source, "/out/garbage.bin", ...values, ...(values.length === 5 ? [null] : [])]
           )
           const error = yield* store.load({ source, destination: "/out/garbage.bin" }).pipe(Effect.flip)
           assert.instanceOf(error, CheckpointStoreError, what)
@@ -319,7 +379,7 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
           Effect.ensuring(Effect.orDie(sql.unsafe(`DELETE FROM effect_sql_migrations WHERE migration_id = 99`)))
         )
         assert.instanceOf(error, CheckpointStoreError)
-        assert.strictEqual(error.reason, "schema version 99 is newer than this program supports (2)")
+        assert.strictEqual(error.reason, "schema version 99 is newer than this program supports (3)")
       }))
   })
 
@@ -419,6 +479,50 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         assert.deepStrictEqual(legacy.map((r) => r.version), [2], "the old bookkeeping is left as it was")
       }))
 
+    it.scoped("a database the previous release left migrates: its checkpoint loads without ranges, saves with ranges land", () =>
+      Effect.gen(function*() {
+        const url = yield* freshDatabase
+        const sql = yield* rawClient(url)
+        yield* createPreviousRelease(sql)
+        const old: Checkpoint = {
+          ...sample("/out/previous-release.bin", 3 * 2 ** 32 + 1),
+          output: { dev: 64_769, ino: 2 ** 40 + 3, tailLength: 65_536, tailSha256: "5e".repeat(32) },
+          prefixSha256: "77".repeat(32)
+        }
+        yield* savePreviousRelease(sql, old)
+        yield* sql.unsafe(`INSERT INTO jobs (source, destination) VALUES ($1, $2)`, [
+          old.key.source,
+          old.key.destination
+        ])
+        // Workers starting together, stores and queues alike, add the column once.
+        const [stores, queues] = yield* Effect.all([
+          Effect.all(Array.from({ length: 3 }, () => Layer.build(CheckpointStorePg.layer(url))), {
+            concurrency: "unbounded"
+          }),
+          Effect.all(Array.from({ length: 3 }, () => Layer.build(JobQueuePg.layer(url))), { concurrency: "unbounded" })
+        ], { concurrency: "unbounded" })
+        assert.deepStrictEqual(yield* recordedMigrations(sql), currentMigrations)
+        const store = Context.get(stores[0]!, CheckpointStore)
+        const queue = Context.get(queues[0]!, JobQueue)
+        const loaded = Option.getOrThrow(yield* store.load(old.key))
+        assert.deepStrictEqual(loaded, old)
+        assert.isFalse("ranges" in loaded, "an old row has no ranges")
+        assert.isFalse("tailEnd" in loaded.output!, "an old row's tail check ends at the offset")
+        const segmented: Checkpoint = {
+          ...old,
+          output: { ...old.output!, tailEnd: old.offset + 3 * 2 ** 20 },
+          ranges: [{ start: old.offset + 2 ** 20, end: old.offset + 3 * 2 ** 20 }]
+        }
+        const claim = Option.getOrThrow(yield* queue.claim("worker-a"))
+        yield* queue.checkpoints(claim).save(segmented)
+        assert.deepStrictEqual(yield* store.load(old.key), Option.some(segmented))
+        const stored = yield* sql.unsafe<{ readonly done_ranges: string | null }>(`SELECT done_ranges FROM checkpoints`)
+        assert.deepStrictEqual(stored, [{ done_ranges: JSON.stringify(segmented.ranges) }])
+        yield* store.save(old)
+        assert.deepStrictEqual(yield* queue.checkpoints(claim).load(old.key), Option.some(old))
+        yield* queue.complete(claim)
+      }))
+
     it.effect("a wrong password fails the layer with CheckpointStoreError and never shows the password", () =>
       Effect.gen(function*() {
         const url = wrongPasswordUrl(postgresUrl!)
@@ -426,7 +530,7 @@ describe.skipIf(skipPostgres)("CheckpointStorePg", () => {
         assert.instanceOf(error, CheckpointStoreError)
         assert.match(error.reason, /password authentication failed/)
         assert.notInclude(error.message, "certainly-not-the-password")
-        assert.include(error.operation, "***@")
+        assert.include(error.operation, "postgres://***@")
       }))
 
     it.effect("a URL that is not postgres:// fails with CheckpointStoreError", () =>

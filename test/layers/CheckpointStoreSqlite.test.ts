@@ -9,8 +9,8 @@ import { dirname, join } from "node:path"
 import * as CheckpointStoreSqlite from "../../src/layers/CheckpointStoreSqlite.js"
 import { CheckpointStore, CheckpointStoreError } from "../../src/services/CheckpointStore.js"
 import type { Checkpoint } from "../../src/services/CheckpointStore.js"
-import { verificationText } from "../../src/layers/CheckpointRows.js"
-import { checkpointStoreContract } from "./CheckpointStore.contract.js"
+import { encodeCheckpointRow, rangesText, verificationText } from "../../src/layers/CheckpointRows.js"
+import { arbitraryCheckpoint, checkpointStoreContract } from "./CheckpointStore.contract.js"
 
 const root = mkdtempSync(join(tmpdir(), "checkpoint-store-sqlite-"))
 afterAll(() => rmSync(root, { recursive: true, force: true }))
@@ -100,6 +100,65 @@ const createLegacy = (filename: string, version: 1 | 2, checkpoint: Checkpoint) 
   }
 }
 
+/**
+ * A database as the release whose migrator ran `1_checkpoints` and `2_verification` left it, with
+ * `checkpoint` (no ranges, no tail end) saved in it: the same pragmas, the migrator's table and
+ * record, the same steps and the same row. Frozen: it is that release, not this one.
+ */
+const createPreviousRelease = (filename: string, checkpoint: Checkpoint) => {
+  mkdirSync(dirname(filename), { recursive: true })
+  const db = new Database(filename)
+  try {
+    db.pragma("journal_mode = WAL")
+    db.pragma("synchronous = NORMAL")
+    db.exec(`CREATE TABLE IF NOT EXISTS effect_sql_migrations (
+      migration_id integer PRIMARY KEY NOT NULL,
+      created_at datetime NOT NULL DEFAULT current_timestamp,
+      name VARCHAR(255) NOT NULL
+    )`)
+    db.exec("BEGIN")
+    db.exec(`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (1, 'checkpoints'), (2, 'verification')`)
+    db.exec(`CREATE TABLE IF NOT EXISTS checkpoints (
+      source TEXT NOT NULL,
+      destination TEXT NOT NULL,
+      byte_offset INTEGER NOT NULL,
+      identity TEXT NOT NULL,
+      chunk_size INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      PRIMARY KEY (source, destination)
+    )`)
+    db.exec(`ALTER TABLE checkpoints ADD COLUMN verification TEXT`)
+    db.exec("COMMIT")
+    const { output, prefixSha256 } = checkpoint
+    const verification = output === undefined && prefixSha256 === undefined ? null : JSON.stringify({
+      ...(output === undefined
+        ? {}
+        : {
+          output: { dev: output.dev, ino: output.ino, tailLength: output.tailLength, tailSha256: output.tailSha256 }
+        }),
+      ...(prefixSha256 === undefined ? {} : { prefixSha256 })
+    })
+    db.prepare(
+      `INSERT INTO checkpoints (source, destination, byte_offset, identity, chunk_size, updated_at, verification)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (source, destination) DO UPDATE SET
+        byte_offset = excluded.byte_offset, identity = excluded.identity,
+        chunk_size = excluded.chunk_size, updated_at = excluded.updated_at,
+        verification = excluded.verification`
+    ).run(
+      checkpoint.key.source,
+      checkpoint.key.destination,
+      checkpoint.offset,
+      JSON.stringify(checkpoint.identity),
+      checkpoint.chunkSize,
+      checkpoint.updatedAt,
+      verification
+    )
+  } finally {
+    db.close()
+  }
+}
+
 /** The migrations recorded in `filename`, as `[id, name]`. */
 const recordedMigrations = (filename: string) =>
   SqlClient.SqlClient.pipe(
@@ -136,7 +195,18 @@ const verifiedSample: Checkpoint = {
 }
 
 /** The migrations this release records. */
-const currentMigrations: ReadonlyArray<readonly [number, string]> = [[1, "checkpoints"], [2, "verification"]]
+const currentMigrations: ReadonlyArray<readonly [number, string]> = [
+  [1, "checkpoints"],
+  [2, "verification"],
+  [3, "ranges"]
+]
+
+/** `verifiedSample` as a read over several segments saves it: ranges past the offset, the tail check at the last one. */
+const segmentedSample: Checkpoint = {
+  ...verifiedSample,
+  output: { ...verifiedSample.output!, tailEnd: sample.offset + 3 * 2 ** 20 },
+  ranges: [{ start: sample.offset + 2 ** 20, end: sample.offset + 3 * 2 ** 20 }]
+}
 
 checkpointStoreContract("CheckpointStoreSqlite", () => CheckpointStoreSqlite.layer(freshPath()))
 
@@ -215,23 +285,59 @@ describe("CheckpointStoreSqlite", () => {
       assert.strictEqual(error.operation, `open database ${path}`)
     }))
 
-  it.effect("a database from a newer schema version is refused", () =>
+  it.effect("a database from a newer schema version is refused, one step newer too", () =>
+    Effect.gen(function*() {
+      for (const future of [4, 99]) {
+        const path = freshPath()
+        yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path))
+        yield* SqlClient.SqlClient.pipe(
+          Effect.flatMap((sql) =>
+            sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (${future}, 'future')`
+          ),
+          Effect.provide(rawClient(path))
+        )
+        const error = yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path)).pipe(Effect.flip)
+        assert.deepStrictEqual(
+          error,
+          new CheckpointStoreError({
+            operation: `open database ${path}`,
+            reason: `schema version ${future} is newer than this program supports (3)`
+          })
+        )
+      }
+    }))
+
+  it.effect("a database the previous release left migrates: its checkpoint loads without ranges, saves with ranges land", () =>
     Effect.gen(function*() {
       const path = freshPath()
-      yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path))
-      yield* SqlClient.SqlClient.pipe(
-        Effect.flatMap((sql) => sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (99, 'future')`),
+      createPreviousRelease(path, verifiedSample)
+      const store = yield* Effect.provide(CheckpointStore, yield* Layer.build(CheckpointStoreSqlite.layer(path)))
+      const loaded = Option.getOrThrow(yield* store.load(sample.key))
+      assert.deepStrictEqual(loaded, verifiedSample)
+      assert.isFalse("ranges" in loaded, "an old row has no ranges")
+      assert.isFalse("tailEnd" in loaded.output!, "an old row's tail check ends at the offset")
+      assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations)
+      yield* store.save(segmentedSample)
+      assert.deepStrictEqual(yield* store.load(sample.key), Option.some(segmentedSample))
+      const reopened = yield* Effect.provide(CheckpointStore, yield* Layer.build(CheckpointStoreSqlite.layer(path)))
+      assert.deepStrictEqual(yield* reopened.load(sample.key), Option.some(segmentedSample))
+      const stored = yield* SqlClient.SqlClient.pipe(
+        Effect.flatMap((sql) => sql<{ readonly done_ranges: string | null }>`SELECT done_ranges FROM checkpoints`),
         Effect.provide(rawClient(path))
       )
-      const error = yield* Effect.provide(Effect.void, CheckpointStoreSqlite.layer(path)).pipe(Effect.flip)
-      assert.deepStrictEqual(
-        error,
-        new CheckpointStoreError({
-          operation: `open database ${path}`,
-          reason: "schema version 99 is newer than this program supports (2)"
-        })
-      )
-    }))
+      assert.deepStrictEqual(stored, [{ done_ranges: JSON.stringify(segmentedSample.ranges) }])
+      yield* reopened.save(verifiedSample)
+      assert.deepStrictEqual(yield* store.load(sample.key), Option.some(verifiedSample))
+    }).pipe(Effect.scoped))
+
+  it.effect.prop("the hand-built columns of a save are the text encodeCheckpointRow gives", [arbitraryCheckpoint], ([
+    checkpoint
+  ]) =>
+    Effect.gen(function*() {
+      const row = yield* encodeCheckpointRow(checkpoint)
+      assert.strictEqual(verificationText(checkpoint), row.verification)
+      assert.strictEqual(rangesText(checkpoint), row.done_ranges)
+    }), { fastCheck: { numRuns: 200 } })
 
   it.effect("a database of schema version 1 with a checkpoint in it migrates, and the checkpoint loads", () =>
     Effect.gen(function*() {
@@ -278,9 +384,10 @@ describe("CheckpointStoreSqlite", () => {
 
   it.live("stores opening one database at once migrate it once, and each of them works", () =>
     Effect.gen(function*() {
-      for (const legacy of [undefined, 1, 2] as const) {
+      for (const legacy of [undefined, 1, 2, "previous release"] as const) {
         const path = freshPath()
-        if (legacy !== undefined) createLegacy(path, legacy, sample)
+        if (legacy === "previous release") createPreviousRelease(path, sample)
+        else if (legacy !== undefined) createLegacy(path, legacy, sample)
         const contexts = yield* Effect.all(
           Array.from({ length: 6 }, () => Layer.build(CheckpointStoreSqlite.layer(path))),
           { concurrency: "unbounded" }
@@ -289,8 +396,8 @@ describe("CheckpointStoreSqlite", () => {
           Effect.gen(function*() {
             const store = yield* Effect.provide(CheckpointStore, context)
             const key = { source: `https://example.com/${i}.bin`, destination: `/out/${i}.bin` }
-            yield* store.save({ ...verifiedSample, key })
-            assert.deepStrictEqual(yield* store.load(key), Option.some({ ...verifiedSample, key }))
+            yield* store.save({ ...segmentedSample, key })
+            assert.deepStrictEqual(yield* store.load(key), Option.some({ ...segmentedSample, key }))
           }), { concurrency: "unbounded", discard: true })
         assert.deepStrictEqual(yield* recordedMigrations(path), currentMigrations, `from ${legacy ?? "nothing"}`)
       }
@@ -302,17 +409,22 @@ describe("CheckpointStoreSqlite", () => {
       const store = yield* Effect.provide(CheckpointStore, yield* Layer.build(CheckpointStoreSqlite.layer(path)))
       const db = yield* direct(path)
       const insert = db.prepare(`INSERT OR REPLACE INTO checkpoints
-        (source, destination, byte_offset, identity, chunk_size, updated_at, verification) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+        (source, destination, byte_offset, identity, chunk_size, updated_at, verification, done_ranges)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
       const identity = JSON.stringify(sample.identity)
+      const textTailEnd = JSON.stringify({ output: { ...verifiedSample.output, tailEnd: "x" } })
       const rows: ReadonlyArray<readonly [string, ReadonlyArray<unknown>]> = [
-        ["garbage JSON in identity", [1, "{not json", 1, 1, null]],
-        ["an identity of the wrong shape", [1, "{\"size\":\"big\"}", 1, 1, null]],
-        ["a negative offset", [-5, identity, 1, 1, null]],
-        ["a fractional offset", [1.5, identity, 1, 1, null]],
-        ["a chunk size that is text", [1, identity, "abc", 1, null]],
-        ["a chunk size of zero", [1, identity, 0, 1, null]],
-        ["garbage JSON in verification", [1, identity, 1, 1, "[oops"]],
-        ["an output check of the wrong shape", [1, identity, 1, 1, "{\"output\":{\"dev\":1}}"]]
+        ["garbage JSON in identity", [1, "{not json", 1, 1, null, null]],
+        ["an identity of the wrong shape", [1, "{\"size\":\"big\"}", 1, 1, null, null]],
+        ["a negative offset", [-5, identity, 1, 1, null, null]],
+        ["a fractional offset", [1.5, identity, 1, 1, null, null]],
+        ["a chunk size that is text", [1, identity, "abc", 1, null, null]],
+        ["a chunk size of zero", [1, identity, 0, 1, null, null]],
+        ["garbage JSON in verification", [1, identity, 1, 1, "[oops", null]],
+        ["an output check of the wrong shape", [1, identity, 1, 1, "{\"output\":{\"dev\":1}}", null]],
+        ["a tail end that is text", [1, identity, 1, 1, textTailEnd, null]],
+        ["garbage JSON in the ranges", [1, identity, 1, 1, null, "[{"]],
+        ["a range of the wrong shape", [1, identity, 1, 1, null, "[{\"start\":5}]"]]
       ]
       for (const [what, values] of rows) {
         const source = `https://example.com/${what.replaceAll(" ", "-")}`
