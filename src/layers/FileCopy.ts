@@ -34,6 +34,8 @@ export interface CopySummary {
   readonly mbPerSec: number
   readonly p95ChunkMs: number
   readonly peakRssMb: number
+  /** Connections the source was fetched over (more than one: in segments). */
+  readonly segments: number
 }
 
 /** Progress of one copy, for a progress bar. */
@@ -129,45 +131,76 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
   const durable = request.durable === true
   const guard = request.beforeWrite ?? Effect.void
   yield* guard
-  yield* destination.startAt(session.startOffset)
-  const hash = request.hash ? createHash("sha256") : undefined
-  if (hash !== undefined) yield* destination.readPrefix(session.startOffset, (bytes) => hash.update(bytes))
-  request.progress?.start(session.source, session.identity.size, session.startOffset)
-  let position = session.startOffset
+  const held = session.heldRanges
+  yield* destination.startAt(session.startOffset, held.length > 0)
+  /** The output's sha256 while the chunks come in order; a copy over segments hashes its file at the end. */
+  let hash = request.hash ? createHash("sha256") : undefined
+  let hashedTo = session.startOffset
+  let hashInOrder = held.length === 0
+  if (hash !== undefined && hashInOrder) {
+    yield* destination.readPrefix(session.startOffset, (bytes) => hash!.update(bytes))
+  }
+  const heldBytes = held.reduce((sum, range) => sum + range.end - range.start, 0)
+  request.progress?.start(session.source, session.identity.size, session.startOffset + heldBytes)
+  /** The end of the furthest chunk written, and of the last one (with its length). */
+  let highest = session.startOffset
+  let last = { end: session.startOffset, length: 0 }
+  let fetched = 0
+  /** What a checkpoint records of the output: its bytes before the last chunk's end (only that chunk's, over segments). */
+  const outputCheck = () =>
+    session.segments > 1 || held.length > 0
+      ? destination.check(last.end, last.length)
+      : destination.check(last.end)
 
-  /** Acknowledges the bytes written before `end`; a checkpoint carries the output's check, after an fsync with `durable`. */
-  const acknowledge = (end: number) =>
+  /** Acknowledges the chunk written from `start` to `end`; a checkpoint carries the output's check, after an fsync with `durable`. */
+  const acknowledge = (start: number, end: number) =>
     session.checkpointDue(end)
       ? Effect.gen(function*() {
         if (durable) yield* destination.flush
-        yield* session.acknowledge(end, yield* destination.check(end))
+        yield* session.acknowledgeRange(start, end, yield* outputCheck())
       })
-      : session.acknowledge(end)
+      : session.acknowledgeRange(start, end)
   /** A copy stopped part-way keeps a checkpoint of what it wrote, with the output's check. */
   const checkpointPartWay = Effect.gen(function*() {
     if (durable) yield* destination.flush
-    yield* session.checkpoint(yield* destination.check(position))
+    yield* session.checkpoint(yield* outputCheck())
   }).pipe(Effect.ignoreLogged)
 
-  // The reader reads chunk n + 1 while chunk n is written here and hashed on this thread meanwhile.
-  yield* session.chunks.pipe(
+  // The reader reads the next chunks while chunk n is written here and hashed on this thread meanwhile.
+  yield* session.unorderedChunks.pipe(
     Stream.runForEach((chunk) =>
       guard.pipe(
         Effect.zipRight(destination.startWrite(chunk.bytes, chunk.offset)),
         Effect.flatMap((written) => {
-          hash?.update(chunk.bytes)
+          if (hash !== undefined && hashInOrder) {
+            if (chunk.offset === hashedTo) {
+              hash.update(chunk.bytes)
+              hashedTo += chunk.bytes.length
+            } else {
+              hashInOrder = false
+            }
+          }
           return written
         }),
         Effect.zipRight(Effect.suspend(() => {
-          position = chunk.offset + chunk.bytes.length
+          const end = chunk.offset + chunk.bytes.length
+          last = { end, length: chunk.bytes.length }
+          highest = Math.max(highest, end)
+          fetched += chunk.bytes.length
           request.progress?.advance(chunk.bytes.length)
-          return acknowledge(position)
+          return acknowledge(chunk.offset, end)
         }))
       )
     ),
     Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : checkpointPartWay),
     Effect.ensuring(Effect.sync(() => request.progress?.stop()))
   )
+  const position = session.identity.size ?? highest
+  if (hash !== undefined && !hashInOrder) {
+    const whole = createHash("sha256")
+    yield* destination.readPrefix(position, (bytes) => whole.update(bytes))
+    hash = whole
+  }
   const sha256 = hash?.digest("hex") ?? null
   if (request.expectSha256 !== undefined && sha256 !== request.expectSha256.toLowerCase()) {
     yield* destination.discard
@@ -182,7 +215,7 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
   // The source's metrics in this process: a command line copies each source once.
   const after = yield* metrics.stats(session.source)
   const durationMs = (yield* Clock.currentTimeMillis) - startedAt
-  const readBytes = position - session.startOffset
+  const readBytes = fetched
   const summary: CopySummary = {
     source: session.source,
     bytes: position,
@@ -193,7 +226,8 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     durationMs,
     mbPerSec: Number((readBytes / 1e6 / Math.max(durationMs / 1000, 0.001)).toFixed(1)),
     p95ChunkMs: Number(after.p95ChunkMs.toFixed(3)),
-    peakRssMb: Number(((yield* monitor.peakRss) / 1e6).toFixed(1))
+    peakRssMb: Number(((yield* monitor.peakRss) / 1e6).toFixed(1)),
+    segments: session.segments
   }
   return summary
 }, Effect.scoped)

@@ -60,16 +60,23 @@ export interface FileDestination {
   readonly partialPath: string
   /** How many bytes a resume at `checkpoint` can build on: its offset, or 0 when the partial file is not what it recorded. */
   readonly resumeOffset: (checkpoint: Checkpoint) => Effect.Effect<number>
-  /** Keeps the first `offset` bytes and cuts the rest; from 0, starts a new partial file. */
-  readonly startAt: (offset: number) => Effect.Effect<void, OutputFailed>
+  /**
+   * Keeps the first `offset` bytes and cuts the rest; from 0, starts a new partial file. With
+   * `keepPast`, nothing is cut: a resume over segments keeps the ranges it wrote past `offset`.
+   */
+  readonly startAt: (offset: number, keepPast?: boolean) => Effect.Effect<void, OutputFailed>
   /**
    * Starts writing `bytes` at `position` and returns how to wait for it, so that the caller can
    * hash, read and start the next write meanwhile. Waiting cannot be interrupted: once a copy
    * ends, no write of its own is still under way to land in the file after it.
    */
   readonly startWrite: (bytes: Uint8Array, position: number) => Effect.Effect<Effect.Effect<void, OutputFailed>>
-  /** What a checkpoint at `offset` records of this output. */
-  readonly check: (offset: number) => Effect.Effect<OutputCheck>
+  /**
+   * What a checkpoint at `offset` records of this output: its bytes before `end`. With
+   * `written` (the bytes just before `end` this copy wrote, a range of a read over segments),
+   * the check covers no more of them and says where it ends.
+   */
+  readonly check: (end: number, written?: number) => Effect.Effect<OutputCheck>
   /** Flushes the partial file to disk (fsync). */
   readonly flush: Effect.Effect<void, OutputFailed>
   /** Feeds the first `length` bytes of the partial file to `update` (what a resumed copy already holds). */
@@ -294,18 +301,20 @@ export const open = (
         Effect.sync(() => {
           const output = checkpoint.output
           if (output === undefined) return 0
+          const end = output.tailEnd ?? checkpoint.offset
           try {
             const stats = NodeFs.fstatSync(fd)
-            if (stats.dev !== output.dev || stats.ino !== output.ino || stats.size < checkpoint.offset) return 0
-            if (output.tailLength > checkpoint.offset) return 0
-            return tailDigest(fd, checkpoint.offset, output.tailLength) === output.tailSha256 ? checkpoint.offset : 0
+            if (stats.dev !== output.dev || stats.ino !== output.ino || stats.size < end) return 0
+            if (output.tailLength > end) return 0
+            return tailDigest(fd, end, output.tailLength) === output.tailSha256 ? checkpoint.offset : 0
           } catch {
             return 0
           }
         }),
-      startAt: (offset) =>
+      startAt: (offset, keepPast) =>
         Effect.try({
           try: () => {
+            if (keepPast === true) return
             const size = NodeFs.fstatSync(fd).size
             if (offset === 0 && size > 0 && !created) {
               // A new partial file rather than truncating the old one to zero: ext4 flushes a file
@@ -338,11 +347,14 @@ export const open = (
             waiter = () => resume(outcome!)
           }))
         }),
-      check: (offset) =>
+      check: (end, written) =>
         Effect.sync(() => {
           const stats = NodeFs.fstatSync(fd)
-          const tailLength = Math.min(tailCheckBytes, offset)
-          return { dev: stats.dev, ino: stats.ino, tailLength, tailSha256: tailDigest(fd, offset, tailLength) }
+          const tailLength = Math.min(tailCheckBytes, end, written ?? end)
+          const tailSha256 = tailDigest(fd, end, tailLength)
+          return written === undefined
+            ? { dev: stats.dev, ino: stats.ino, tailLength, tailSha256 }
+            : { dev: stats.dev, ino: stats.ino, tailLength, tailSha256, tailEnd: end }
         }),
       flush: Effect.try({ try: () => NodeFs.fsyncSync(fd), catch: failed }),
       readPrefix: (length, update) =>

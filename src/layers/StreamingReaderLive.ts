@@ -419,6 +419,7 @@ export const make = Effect.gen(function*() {
       chunks: loop.chunks,
       stream: loop.bytes,
       segments: segments === undefined ? 1 : connections,
+      heldRanges: segments === undefined ? [] : startRanges,
       unorderedChunks: unorderedLoop === undefined ? loop.chunks : Stream.unwrap(Effect.sync(() => {
         unordered = true
         return unorderedLoop.chunks

@@ -12,7 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { parseDurationMs } from "../layers/CommandLine.js"
 import type { ReadOptionsInput } from "../services/ReadOptions.js"
-import { GiB, MiB, parseSize } from "../services/ReadOptions.js"
+import { defaultSegments, GiB, MiB, parseSize } from "../services/ReadOptions.js"
 
 /** The most sources `read` copies at once. */
 export const maxConcurrency = 1000
@@ -88,6 +88,17 @@ export const readConfig = {
   memoryLimit: sizeOption("memory-limit", "50MiB", "hard limit of bytes buffered by all reads"),
   rate: rateOption,
   retries: integerOption("retries", 10, "retries in a row without progress before giving up (default 10)"),
+  segments: integerOption(
+    "segments",
+    defaultSegments,
+    `up to n ranged connections for one HTTP(S) object with a known size, a strong validator and Range support; 1 for one connection (default ${defaultSegments})`
+  ),
+  minSegmentSize: sizeOption("min-segment-size", "4MiB", "smallest range a segment is given or split off"),
+  maxConnections: integerOption(
+    "max-connections",
+    16,
+    "most connections to one host from all segmented reads at once (default 16)"
+  ),
   stallTimeout: Options.text("stall-timeout").pipe(
     Options.withPseudoName("duration"),
     Options.withDefault("30s"),
@@ -140,6 +151,9 @@ export interface ReadFlags {
   readonly retries: number
   readonly stallTimeout: number
   readonly rate: Option.Option<number>
+  readonly segments: number
+  readonly minSegmentSize: number
+  readonly maxConnections: number
 }
 
 /** The read options set by the flags `read` and `worker` share. */
@@ -151,6 +165,9 @@ export const readOptionsOf = (flags: ReadFlags): ReadOptionsInput => ({
   checkpointEvery: flags.checkpointEvery,
   retries: flags.retries,
   stallTimeoutMs: flags.stallTimeout,
+  segments: flags.segments,
+  minSegmentSize: flags.minSegmentSize,
+  maxConnections: flags.maxConnections,
   ...Option.match(flags.rate, { onNone: () => ({}), onSome: (rate) => ({ rate }) })
 })
 
@@ -211,6 +228,9 @@ export const workerConfig = {
   rate: readConfig.rate,
   retries: readConfig.retries,
   stallTimeout: readConfig.stallTimeout,
+  segments: readConfig.segments,
+  minSegmentSize: readConfig.minSegmentSize,
+  maxConnections: readConfig.maxConnections,
   durable: readConfig.durable
 }
 

@@ -77,6 +77,11 @@ export interface ReadSession {
    */
   readonly unorderedChunks: Stream.Stream<SourceChunk, ReadError>
   /**
+   * The ranges past `startOffset` that `unorderedChunks` leaves out, as the checkpoint resumed
+   * from recorded them: the consumer handled them before. Empty for a read over one connection.
+   */
+  readonly heldRanges: ReadonlyArray<ByteRange>
+  /**
    * Records that the bytes from `start` to `end` are durably handled (a chunk of
    * `unorderedChunks`); checkpoints then record every range handled. Like `acknowledge` otherwise.
    */
