@@ -294,7 +294,8 @@ export const make = Effect.gen(function*() {
     const policy = yield* recovery.policy({ source, retries: options.retries, maxDelay: options.maxRetryDelayMs })
     const sizing = yield* sizer.make({ initial: options.chunkSize, min: options.minChunk, max: options.maxChunk })
     const rate = yield* limiter.forStream(options.rate)
-    const host = options.segments > 1 ? handle.connectionHost : undefined
+    // Without a memory budget nothing would bound the reorder window: such a reader uses one connection.
+    const host = options.segments > 1 && Number.isFinite(memory.limit) ? handle.connectionHost : undefined
     const permits = host === undefined ? undefined : connectionsTo(host, options.maxConnections)
     // A read that may fetch over segments holds one of its host's connections from the start.
     if (permits !== undefined) yield* Effect.acquireRelease(permits.take(1), () => permits.release(1))

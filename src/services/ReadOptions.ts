@@ -129,8 +129,9 @@ export class ReadOptions extends Schema.Class<ReadOptions>("ReadOptions")(
     acknowledge: Schema.optionalWith(Schema.Literal("explicit", "on-pull"), { default: () => "explicit" as const }),
     /**
      * Up to this many ranged connections for one HTTP(S) object with a known size, a strong
-     * validator and Range support; one connection otherwise, or when the object is smaller than
-     * two `minSegmentSize`s.
+     * validator and Range support; one connection otherwise, when the object is smaller than
+     * two `minSegmentSize`s, or when the reader has no memory budget to bound its reorder window
+     * (the basic stack).
      */
     segments: Schema.optionalWith(range(1, maxSegments), { default: () => defaultSegments }),
     /** The smallest range a segment is given, or split off another segment's remaining range. */

@@ -42,7 +42,8 @@ describe("streaming-reader read (end to end)", () => {
         "durationMs",
         "mbPerSec",
         "p95ChunkMs",
-        "peakRssMb"
+        "peakRssMb",
+        "segments"
       ])
       assert.strictEqual(summary.source, source)
       assert.strictEqual(summary.bytes, bytes.length)

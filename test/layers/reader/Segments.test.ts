@@ -7,6 +7,7 @@ import { TestStack } from "../../../src/layers/Stacks.js"
 import { StreamingReader } from "../../../src/services/StreamingReader.js"
 import { concat, testBytes } from "../../support/files.js"
 import { makeTestServer } from "../../support/httpServer.js"
+import { makeSegmentServer } from "../../support/segmentServer.js"
 
 const KiB = 1024
 const body = testBytes(2 * 1024 * KiB, 7)
@@ -16,7 +17,7 @@ const stack = TestStack(
 )
 
 describe("segments", () => {
-  it.scoped("an ordered stream over 4 segments is byte-exact", () =>
+  it.scopedLive("an ordered stream over 4 segments is byte-exact", () =>
     Effect.gen(function*() {
       const server = yield* makeTestServer({ body })
       const context = yield* Layer.build(stack)
@@ -33,5 +34,19 @@ describe("segments", () => {
         assert.strictEqual(request.headers["if-match"], "\"v1\"")
         assert.strictEqual(request.headers["if-range"], "\"v1\"")
       }
+    }), { timeout: 30_000 })
+
+  it.scopedLive("the segment server: drops and paces per request", () =>
+    Effect.gen(function*() {
+      const server = yield* makeSegmentServer({
+        body,
+        faultFor: (request) => request % 3 === 1 ? { _tag: "Drop", after: 100 * KiB } : undefined
+      })
+      const context = yield* Layer.build(stack)
+      const reader = Context.get(context, StreamingReader)
+      const session = yield* reader.open(server.url, { segments: 4, minSegmentSize: 64 * KiB })
+      const chunks = yield* Stream.runCollect(session.stream)
+      assert.isTrue(Buffer.from(concat(Chunk.toReadonlyArray(chunks))).equals(Buffer.from(body)))
+      assert.isAtLeast(server.requests(), 6)
     }), { timeout: 30_000 })
 })
