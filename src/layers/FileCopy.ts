@@ -40,7 +40,8 @@ export interface CopySummary {
 
 /** Progress of one copy, for a progress bar. */
 export interface CopyProgress {
-  readonly start: (source: string, total: number | undefined, startOffset: number) => void
+  /** The copy starts: its source, size, where it resumes and how many connections it uses. */
+  readonly start: (source: string, total: number | undefined, startOffset: number, segments?: number) => void
   readonly advance: (bytes: number) => void
   readonly stop: () => void
 }
@@ -141,7 +142,7 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     yield* destination.readPrefix(session.startOffset, (bytes) => hash!.update(bytes))
   }
   const heldBytes = held.reduce((sum, range) => sum + range.end - range.start, 0)
-  request.progress?.start(session.source, session.identity.size, session.startOffset + heldBytes)
+  request.progress?.start(session.source, session.identity.size, session.startOffset + heldBytes, session.segments)
   /** The end of the furthest chunk written, and of the last one (with its length). */
   let highest = session.startOffset
   let last = { end: session.startOffset, length: 0 }

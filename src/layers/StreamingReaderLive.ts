@@ -76,7 +76,7 @@ const makeUnorderedLoop = (
   let finished = false
   const step: Effect.Effect<SourceChunk, Option.Option<ReadError>> = Effect.suspend(() => {
     if (finished) return Effect.fail(Option.none())
-    const release = held === undefined ? Effect.void : held.reservation.release
+    const release = held === undefined ? Effect.void : segments.release(held)
     held = undefined
     return release.pipe(
       Effect.zipRight(segments.next(false, 0)),
@@ -99,7 +99,7 @@ const makeUnorderedLoop = (
   })
   return {
     chunks: Stream.repeatEffectOption(step),
-    releaseHeld: Effect.suspend(() => held === undefined ? Effect.void : held.reservation.release)
+    releaseHeld: Effect.suspend(() => held === undefined ? Effect.void : segments.release(held))
   }
 }
 
@@ -113,7 +113,7 @@ const orderedSupply = (segments: Segments, acks: Acknowledgements, lastSize: () 
       first = false
       return segments.next(true, acks.emitted())
     }),
-    release: (chunk) => chunk.reservation.release,
+    release: segments.release,
     canPrepare: () => false,
     prepareNext: Effect.void,
     releasePrepared: segments.releaseAll,
@@ -339,6 +339,7 @@ export const make = Effect.gen(function*() {
       store,
       key,
       checkpointEvery: options.checkpointEvery,
+      checkpointEveryRanges: options.checkpointEvery * Math.max(1, connections),
       startOffset,
       startPrefixSha256: cursor.prefixHash()?.copy().digest("hex"),
       startRanges: overSegments ? startRanges : [],
@@ -360,15 +361,22 @@ export const make = Effect.gen(function*() {
         firstSegment = segment
       },
       policy: recovery.policy({ source, retries: options.retries, maxDelay: options.maxRetryDelayMs }),
-      sizing: sizer.make({ initial: options.chunkSize, min: options.minChunk, max: options.maxChunk }),
+      // Segments exist only for large objects: each connection starts at the largest chunk.
+      sizing: sizer.make({ initial: options.maxChunk, min: options.minChunk, max: options.maxChunk }),
       memory,
+      buffers: options.reuseBuffers ? buffers : undefined,
       rate,
       metrics,
       clock,
       extraConnection: (work) => permits!.withPermitsIfAvailable(1)(work),
       acknowledged: () => acks.acknowledged()
     })
-    if (segments !== undefined) chunks = orderedSupply(segments, acks, chunks.lastSize)
+    if (segments !== undefined) {
+      chunks = orderedSupply(segments, acks, chunks.lastSize)
+      // The other connections open now, while the consumer gets ready, unless the consumer's way of
+      // taking the chunks decides what to fetch (a resume that holds ranges fetches only the rest when taken as they come).
+      if (startRanges.length === 0) yield* segments.startEarly
+    }
     const unorderedLoop = segments === undefined ? undefined : makeUnorderedLoop(source, segments, acks, metrics)
 
     const loop = makePullLoop({

@@ -44,7 +44,7 @@ export const runRead = (command: ReadCommand, targets: ReadonlyArray<ReadTarget>
     const showProgress = process.stdout.isTTY === true && !command.json && !command.quiet
     const bars = showProgress
       ? new MultiBar({
-        format: "{bar} {percentage}% | {size} | {source}",
+        format: "{bar} {percentage}% | {size} | {rate} | {source}{connections}",
         hideCursor: true,
         clearOnComplete: false
       }, Presets.shades_classic)

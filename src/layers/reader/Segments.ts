@@ -26,6 +26,7 @@ import type { ReaderMetricsShape } from "../../services/ReaderMetrics.js"
 import type { ReadOptions } from "../../services/ReadOptions.js"
 import type { ReadError } from "../../services/StreamingReader.js"
 import type { RetryPolicy } from "../../services/StreamRecoveryManager.js"
+import type { BufferPool } from "../BufferPool.js"
 import type { ReadChunk } from "./ChunkSupply.js"
 import type { ReadCursor } from "./ReadCursor.js"
 import { makeReadCursor } from "./ReadCursor.js"
@@ -41,7 +42,13 @@ export interface SegmentChunk extends ReadChunk {
  * Chunks ahead of the consumer (in source order) may hold the budget only up to this share of
  * it: the rest stays for the chunk the consumer waits for, and for other reads.
  */
-export const aheadShare = 3 / 4
+export const aheadShare = 1 / 2
+
+/**
+ * Chunks taken as they come wait for a consumer that writes one at a time: each connection may
+ * have this many fetched and not yet taken before it waits, so memory stays a few chunks per connection.
+ */
+export const waitingPerConnection = 2
 
 /** What the segments of one read need. */
 export interface SegmentsContext {
@@ -67,6 +74,8 @@ export interface SegmentsContext {
   /** A chunk sizing for one connection. */
   readonly sizing: Effect.Effect<ChunkSizing>
   readonly memory: AdaptiveMemoryManagerShape
+  /** Reused buffers for the chunks, when the consumer is done with each before it takes the next. */
+  readonly buffers: BufferPool | undefined
   /** The read's rate limiter: its cap holds for all segments together. */
   readonly rate: StreamRateLimiter
   readonly metrics: ReaderMetricsShape
@@ -84,6 +93,14 @@ export interface Segments {
    * that is ready. `None` once every range is fetched and taken. The first call starts the workers.
    */
   readonly next: (ordered: boolean, offset: number) => Effect.Effect<Option.Option<SegmentChunk>, ReadError>
+  /**
+   * Starts the workers before the consumer's first pull, which then takes the chunks either way:
+   * for a read whose ranges are the same in order and as they come (no ranges held from before).
+   * Until then the chunks fetched wait as for a consumer in order.
+   */
+  readonly startEarly: Effect.Effect<void>
+  /** Gives back what a chunk holds once the consumer is done with it: its budget and its buffer. */
+  readonly release: (chunk: ReadChunk) => Effect.Effect<void>
   /** Gives back every chunk fetched and not taken (the read ends). */
   readonly releaseAll: Effect.Effect<void>
   /** How many connections the read was planned for. */
@@ -117,6 +134,8 @@ export const makeSegments = (context: SegmentsContext): Segments => {
   const taken = makeSignal()
   let ordered = true
   let started = false
+  /** Whether the consumer has pulled: until then a read started early has not chosen how it takes its chunks. */
+  let chosen = false
   let running = 0
   let active = 0
   /** Why a worker failed: the read fails with it. */
@@ -142,23 +161,34 @@ export const makeSegments = (context: SegmentsContext): Segments => {
     arrived.fire()
   }
 
+  /** Taken as they come: waits while the consumer has enough chunks waiting for it. */
+  const roomToWait: Effect.Effect<void> = Effect.suspend(() => {
+    if (ordered || arrivals.length < waitingPerConnection * context.connections) return Effect.void
+    return Effect.zipRight(Deferred.await(taken.current()), roomToWait)
+  })
+
   /** Reads `segment` to its end through `cursor`, which may end before (another worker took the rest). */
   const fetch = (segment: Segment, cursor: ReadCursor, sizing: ChunkSizing): Effect.Effect<void, ReadError> =>
     Effect.suspend(() => {
       if (segment.position >= segment.end) return Effect.void
       return Effect.gen(function*() {
+        yield* roomToWait
         const size = yield* sizing.next
         const reservation = yield* reserveFor(segment.position, Math.min(size, segment.end - segment.position))
         metrics.unsafeRecordBudget(memory.unsafeInUse())
         const allowed = yield* rate.take(reservation.bytes)
+        const wanted = Math.min(allowed, segment.end - segment.position)
+        const buffer = context.buffers?.take(wanted)
         const startedAt = nowMs()
-        const bytes = yield* cursor.pull(Math.min(allowed, segment.end - segment.position), undefined).pipe(
+        const bytes = yield* cursor.pull(wanted, buffer).pipe(
+          // Failed or interrupted: the budget goes back; the buffer, which a read may still be filling, is not reused.
           Effect.onError(() => reservation.release)
         )
         const readMs = nowMs() - startedAt
         // A pull asked for before another worker took half the range may go past its new end.
         const kept = bytes.subarray(0, Math.max(0, Math.min(bytes.length, segment.end - segment.position)))
         if (kept.length === 0) {
+          if (buffer !== undefined) context.buffers?.give(buffer)
           yield* reservation.release
           return
         }
@@ -166,7 +196,7 @@ export const makeSegments = (context: SegmentsContext): Segments => {
         segment.position += kept.length
         metrics.unsafeRecordChunk(source, kept.length, readMs)
         yield* sizing.observe({ bytes: kept.length, latencyMs: readMs, asked: reservation.bytes })
-        deliver({ offset, bytes: kept, reservation, buffer: undefined, readMs })
+        deliver({ offset, bytes: kept, reservation, buffer, readMs })
       }).pipe(Effect.zipRight(Effect.suspend(() => fetch(segment, cursor, sizing))))
     })
 
@@ -251,12 +281,29 @@ export const makeSegments = (context: SegmentsContext): Segments => {
     return arrivals.shift()
   }
 
+  /** Gives back what a chunk taken (or never taken) holds: its budget and its buffer. */
+  const release = (chunk: ReadChunk): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (chunk.buffer !== undefined) context.buffers?.give(chunk.buffer)
+      return chunk.reservation.release
+    })
+
+  /** The consumer's first pull says how it takes the chunks; those fetched already follow. */
+  const choose = (inOrder: boolean, offset: number) => {
+    chosen = true
+    wanted = offset
+    if (inOrder === ordered) return
+    ordered = inOrder
+    arrivals.push(...Array.from(window.values()).sort((a, b) => a.offset - b.offset))
+    window.clear()
+    taken.fire()
+  }
+
   const next = (inOrder: boolean, offset: number): Effect.Effect<Option.Option<SegmentChunk>, ReadError> =>
     Effect.suspend(() => {
-      if (!started) {
-        ordered = inOrder
-        wanted = offset
-        return Effect.zipRight(start, next(inOrder, offset))
+      if (!chosen) {
+        choose(inOrder, offset)
+        if (!started) return Effect.zipRight(start, next(inOrder, offset))
       }
       if (inOrder !== ordered) return Effect.dieMessage("a read over segments is taken either in order or as it comes")
       wanted = offset
@@ -280,10 +327,16 @@ export const makeSegments = (context: SegmentsContext): Segments => {
 
   return {
     next,
+    startEarly: Effect.suspend(() => {
+      if (started) return Effect.void
+      wanted = context.gaps(true)[0]?.start ?? 0
+      return start
+    }),
+    release,
     releaseAll: Effect.suspend(() => {
       const left = [...window.values(), ...arrivals.splice(0)]
       window.clear()
-      return Effect.forEach(left, (chunk) => chunk.reservation.release, { discard: true })
+      return Effect.forEach(left, release, { discard: true })
     }),
     connections: context.connections
   }
