@@ -7,8 +7,8 @@
  * `BENCH_ONLY=copy,read,...` runs only the named scenarios (see `ScenarioName`). Quick and
  * partial runs write to `bench/results/dev/` instead (ignored by git). `BENCH_RENDER=<results.json>`
  * renders the report and charts again from a run's raw figures, measuring nothing. The nginx
- * scenario installs nginx with `apt-get` when it is missing and this process is root, and is
- * reported as skipped when nginx cannot be had.
+ * and segments scenarios install nginx (and aria2c) with `apt-get` when missing and this process
+ * is root, and are reported as skipped (the aria2c rows alone, for aria2c) when they cannot be had.
  */
 import { execFileSync, spawnSync } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -16,10 +16,18 @@ import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import type { ChildOutcome, ChildSpec } from "./lib/child.js"
 import { compileRunners, freePort, killAll, runChild, startDaemon, startServer } from "./lib/child.js"
-import { makeRandomFile, remove, warm } from "./lib/files.js"
+import { fileSha256, makeRandomFile, remove, warm } from "./lib/files.js"
 import type { BenchConfig, BenchResults, MachineInfo, VariantRuns } from "./lib/model.js"
 import { summariseProfile } from "./lib/profile.js"
-import { renderReport, renderRssChart, renderThroughputChart } from "./lib/report.js"
+import {
+  renderReport,
+  renderRssChart,
+  renderThroughputChart,
+  segmentCounts,
+  segmentsId,
+  segmentsSkip,
+  unthrottledSegmentCounts
+} from "./lib/report.js"
 import { MB, mbPerSec } from "./lib/stats.js"
 import type { EffectJob, FaultyJob, PlainJob, StackName } from "./runners/protocol.js"
 
@@ -37,6 +45,7 @@ type ScenarioName =
   | "concurrent"
   | "cli"
   | "nginx"
+  | "segments"
   | "soak"
   | "profile"
   | "startup"
@@ -62,6 +71,10 @@ const config: BenchConfig = quick
     nginxSize: 32 * MiB,
     faultySize: 16 * MiB,
     faultyReads: 24,
+    // Halving 32 MiB down to the CLI's default 4 MiB `--min-segment-size` still gives 8 segments.
+    segmentsSize: 32 * MiB,
+    segmentsLimitRate: 8 * MiB,
+    segmentsRuns: 1,
     startupRuns: 3
   }
   : {
@@ -81,6 +94,9 @@ const config: BenchConfig = quick
     nginxSize: 150 * MiB,
     faultySize: 32 * MiB,
     faultyReads: 24,
+    segmentsSize: 96 * MiB,
+    segmentsLimitRate: 8 * MiB,
+    segmentsRuns: 2,
     startupRuns: 10
   }
 
@@ -283,6 +299,9 @@ interface DataFiles {
   /** The object nginx serves, alone in its directory (nginx's root). */
   readonly nginx: string
   readonly nginxSha256: string
+  /** The object of the segmented reads, alone in its directory (that nginx's root). */
+  readonly segments: string
+  readonly segmentsSha256: string
 }
 
 const makeData = async (): Promise<DataFiles> => {
@@ -294,6 +313,9 @@ const makeData = async (): Promise<DataFiles> => {
   const big = at("big.bin")
   const faulty = at("faulty.bin")
   const nginx = NodePath.join(wwwDir, "nginx.bin")
+  const segmentsDir = NodePath.join(tmp, "www-segments")
+  NodeFs.mkdirSync(segmentsDir)
+  const segments = NodePath.join(segmentsDir, "segments.bin")
   const files: DataFiles = {
     big,
     bigSha256: await makeRandomFile(big, config.bigSize),
@@ -304,14 +326,16 @@ const makeData = async (): Promise<DataFiles> => {
     faulty,
     faultySha256: await makeRandomFile(faulty, config.faultySize),
     nginx,
-    nginxSha256: await makeRandomFile(nginx, config.nginxSize)
+    nginxSha256: await makeRandomFile(nginx, config.nginxSize),
+    segments,
+    segmentsSha256: await makeRandomFile(segments, config.segmentsSize)
   }
   await makeRandomFile(files.http, config.httpSize)
   await makeRandomFile(files.tiny, config.smallSize)
   await makeRandomFile(files.latency, config.latencySize)
   await makeRandomFile(files.streams[0]!, config.streamSize)
   for (const link of files.streams.slice(1)) NodeFs.linkSync(files.streams[0]!, link)
-  for (const path of [files.big, files.http, files.tiny, files.latency, files.streams[0]!, faulty, nginx]) {
+  for (const path of [files.big, files.http, files.tiny, files.latency, files.streams[0]!, faulty, nginx, segments]) {
     await warm(path)
   }
   return files
@@ -520,22 +544,27 @@ const soakScenario = (files: DataFiles) =>
 /** The CLI's bin, as a user runs it. */
 const bin = () => NodePath.join(root, "bin", "streaming-reader.js")
 
-/** A run of the CLI (`node bin/streaming-reader.js …`), timed from spawn to exit. */
-const cli = (args: ReadonlyArray<string>, keepStdout = false): ChildSpec => ({
-  args: [bin(), ...args],
+/** The CLI's bundle, which the bin imports (`npm run build` writes it). */
+const mainJs = () => NodePath.join(root, "dist", "programs", "main.js")
+
+/** A run of the CLI (`node bin/streaming-reader.js …`, or another entry), timed from spawn to exit. */
+const cli = (args: ReadonlyArray<string>, keepStdout = false, entry = bin()): ChildSpec => ({
+  args: [entry, ...args],
   cwd: root,
   timeoutMs: defaultTimeoutMs,
   expectResult: false,
   keepStdout
 })
 
-/** Checks the CLI's `--json` line: the bytes and the sha256 of the source. */
-const jsonSummary = (bytes: number, sha256: string) => (_: string, outcome: ChildOutcome) => {
+/** Checks the CLI's `--json` line: the bytes and the sha256 of the source (none with `--no-hash`). */
+const jsonSummary = (bytes: number, sha256: string | undefined) => (_: string, outcome: ChildOutcome) => {
   const line = (outcome.stdout ?? "").trim().split("\n").pop() ?? ""
   try {
     const summary = JSON.parse(line) as { readonly bytes?: number; readonly sha256?: string }
     if (summary.bytes !== bytes) return `--json says ${summary.bytes ?? "no"} bytes, expected ${bytes}`
-    if (summary.sha256 !== sha256) return `--json says sha256 ${summary.sha256 ?? "none"}, expected ${sha256}`
+    if (sha256 !== undefined && summary.sha256 !== sha256) {
+      return `--json says sha256 ${summary.sha256 ?? "none"}, expected ${sha256}`
+    }
     return undefined
   } catch {
     return `no --json line: ${line.slice(0, 200)}`
@@ -612,11 +641,14 @@ const findProgram = (name: string): string | undefined => {
 }
 
 /**
- * A program from the Debian package of the same name: found, or installed with `apt-get install
- * -y` when this process is root (once more after `apt-get update` if that fails); a reason when
- * it cannot be had.
+ * A program from its Debian package (of the same name unless `debianPackage` says otherwise):
+ * found, or installed with `apt-get install -y` when this process is root (once more after
+ * `apt-get update` if that fails); a reason when it cannot be had.
  */
-const ensureProgram = (name: string): { readonly path: string } | { readonly reason: string } => {
+const ensureProgram = (
+  name: string,
+  debianPackage = name
+): { readonly path: string } | { readonly reason: string } => {
   const found = findProgram(name)
   if (found !== undefined) return { path: found }
   if (process.getuid?.() !== 0) return { reason: `${name} unavailable (not installed, and not root to install it)` }
@@ -629,9 +661,9 @@ const ensureProgram = (name: string): { readonly path: string } | { readonly rea
     })
     return run.status === 0
   }
-  if (!aptGet(["install", "-y", name])) {
+  if (!aptGet(["install", "-y", debianPackage])) {
     aptGet(["update"])
-    aptGet(["install", "-y", name])
+    aptGet(["install", "-y", debianPackage])
   }
   const installed = findProgram(name)
   if (installed === undefined) return { reason: `${name} unavailable (apt-get install failed)` }
@@ -642,8 +674,11 @@ const ensureProgram = (name: string): { readonly path: string } | { readonly rea
   return { path: installed }
 }
 
-/** An nginx configuration with every path in `dir`: one worker in the foreground, serving `wwwDir`. */
-const nginxConfig = (dir: string, wwwDir: string, port: number) =>
+/**
+ * An nginx configuration with every path in `dir`: one worker in the foreground, serving `wwwDir`;
+ * `serverLines` go into its server block (locations).
+ */
+const nginxConfig = (dir: string, wwwDir: string, port: number, serverLines: ReadonlyArray<string> = []) =>
   [
     "daemon off;",
     "master_process off;",
@@ -664,6 +699,7 @@ const nginxConfig = (dir: string, wwwDir: string, port: number) =>
     "  server {",
     `    listen 127.0.0.1:${port};`,
     `    root ${wwwDir};`,
+    ...serverLines.map((line) => `    ${line}`),
     "  }",
     "}",
     ""
@@ -674,21 +710,22 @@ const skip = (name: ScenarioName, reason: string) => {
   log(`scenario ${name} skipped: ${reason}`)
 }
 
+/** Starts nginx (`nginxPath`) on a free port with its own temp dir and `nginxConfig(…, wwwDir, …, serverLines)`. */
+const startNginx = async (nginxPath: string, wwwDir: string, serverLines: ReadonlyArray<string> = []) => {
+  const dir = NodeFs.mkdtempSync(NodePath.join(tmp, "nginx-"))
+  const port = await freePort()
+  const conf = NodePath.join(dir, "nginx.conf")
+  NodeFs.writeFileSync(conf, nginxConfig(dir, wwwDir, port, serverLines))
+  return startDaemon(nginxPath, ["-p", dir, "-c", conf, "-e", NodePath.join(dir, "error.log")], dir, port)
+}
+
 const nginxScenario = async (files: DataFiles) => {
   const nginx = ensureProgram("nginx")
   if ("reason" in nginx) return skip("nginx", nginx.reason)
   const curl = ensureProgram("curl")
   if ("reason" in curl) return skip("nginx", curl.reason)
-  const dir = NodeFs.mkdtempSync(NodePath.join(tmp, "nginx-"))
-  const port = await freePort()
-  const conf = NodePath.join(dir, "nginx.conf")
-  NodeFs.writeFileSync(conf, nginxConfig(dir, NodePath.dirname(files.nginx), port))
-  const server = await startDaemon(
-    nginx.path,
-    ["-p", dir, "-c", conf, "-e", NodePath.join(dir, "error.log")],
-    dir,
-    port
-  )
+  const server = await startNginx(nginx.path, NodePath.dirname(files.nginx))
+  const port = server.port
   try {
     const url = `http://127.0.0.1:${port}/${NodePath.basename(files.nginx)}`
     const size = config.nginxSize
@@ -728,6 +765,117 @@ const nginxScenario = async (files: DataFiles) => {
         check: both(outputSize(size), jsonSummary(size, files.nginxSha256))
       }
     ])
+  } finally {
+    server.stop()
+  }
+}
+
+/** Checks the run's `out.bin`: its size and its sha256 (hashed from the file, after the run). */
+const outputSha256 = (expected: number, sha256: string) => (scratch: string) => {
+  const path = NodePath.join(scratch, "out.bin")
+  const wrongSize = outputSize(expected)(scratch)
+  if (wrongSize !== undefined) return wrongSize
+  const actual = fileSha256(path)
+  return actual === sha256 ? undefined : `output's sha256 is ${actual}, expected ${sha256}`
+}
+
+/** Whether this build's CLI has `read --segments` (it appears in `read --help`). */
+const cliHasSegments = () => {
+  const help = spawnSync(process.execPath, [mainJs(), "read", "--help"], { encoding: "utf8", timeout: 30_000 })
+  return `${help.stdout ?? ""}${help.stderr ?? ""}`.includes("--segments")
+}
+
+/**
+ * One object from nginx over up to N ranged connections: our CLI (`read --segments N`) against
+ * `aria2c -x N -s N`, with nginx's `limit_rate` on each connection, then without it.
+ */
+const segmentsScenario = async (files: DataFiles) => {
+  const nginx = ensureProgram("nginx")
+  if ("reason" in nginx) return skip("segments", nginx.reason)
+  const aria2c = ensureProgram("aria2c", "aria2")
+  if ("reason" in aria2c) {
+    results.skipped.push({ scenario: segmentsSkip.aria2c, reason: aria2c.reason })
+    log(`segments: aria2c rows skipped: ${aria2c.reason}`)
+  }
+  const hasFlag = cliHasSegments()
+  if (!hasFlag) {
+    const reason = "`dist/programs/main.js read --help` has no `--segments`: ours ran on one connection"
+    results.skipped.push({ scenario: segmentsSkip.flag, reason })
+    log(`segments: ${reason}`)
+  }
+  const wwwDir = NodePath.dirname(files.segments)
+  const rate = config.segmentsLimitRate
+  const server = await startNginx(nginx.path, wwwDir, [
+    `location /limited/ { alias ${wwwDir}/; limit_rate ${rate / MiB}m; }`
+  ])
+  try {
+    const name = NodePath.basename(files.segments)
+    const size = config.segmentsSize
+    const check = outputSha256(size, files.segmentsSha256)
+    const variants = (url: string, counts: ReadonlyArray<number>, unthrottled: boolean, prefix: string) =>
+      counts.flatMap((n): Array<Variant> => [
+        {
+          id: segmentsId("cli", n, unthrottled),
+          label: hasFlag
+            ? `${prefix}CLI \`read URL --segments ${n}\``
+            : `${prefix}CLI \`read URL\` for N = ${n}, without \`--segments\` (not in this build)`,
+          bytes: size,
+          runs: config.segmentsRuns,
+          spec: (scratch) =>
+            cli(
+              [
+                "read",
+                url,
+                "--out",
+                NodePath.join(scratch, "out.bin"),
+                ...(hasFlag ? ["--segments", String(n)] : []),
+                "--json",
+                "--no-hash",
+                "--quiet",
+                "--state",
+                NodePath.join(scratch, "s.db"),
+                "--restart"
+              ],
+              true,
+              mainJs()
+            ),
+          check: both(check, jsonSummary(size, undefined))
+        },
+        ...("reason" in aria2c ? [] : [{
+          id: segmentsId("aria2c", n, unthrottled),
+          label: `${prefix}\`aria2c -x${n} -s${n} -k 1M\``,
+          bytes: size,
+          runs: config.segmentsRuns,
+          spec: (scratch: string): ChildSpec => ({
+            command: aria2c.path,
+            args: [
+              `-x${n}`,
+              `-s${n}`,
+              "-k",
+              "1M",
+              "--min-split-size=1M",
+              "--file-allocation=none",
+              "--allow-overwrite=true",
+              "--auto-file-renaming=false",
+              "-d",
+              scratch,
+              "-o",
+              "out.bin",
+              url
+            ],
+            cwd: root,
+            timeoutMs: defaultTimeoutMs,
+            expectResult: false
+          }),
+          check
+        }])
+      ])
+    const origin = `http://127.0.0.1:${server.port}`
+    await runRounds("segments", variants(`${origin}/limited/${name}`, segmentCounts, false, ""))
+    await runRounds(
+      "segments unthrottled",
+      variants(`${origin}/${name}`, unthrottledSegmentCounts, true, "unthrottled: ")
+    )
   } finally {
     server.stop()
   }
@@ -893,6 +1041,7 @@ const main = async () => {
   await scenario("concurrent", () => concurrentScenario(files))
   await scenario("cli", () => cliScenario(files))
   await scenario("nginx", () => nginxScenario(files))
+  await scenario("segments", () => segmentsScenario(files))
   await scenario("soak", () => soakScenario(files))
   await scenario("profile", () => profileScenario(files))
   await scenario("startup", startupScenario)

@@ -45,6 +45,22 @@ export const warm = async (path: string): Promise<void> => {
   }
 }
 
+/** The sha256 (hex) of a whole file, read synchronously (to check a run's output after it ended). */
+export const fileSha256 = (path: string): string => {
+  const hash = createHash("sha256")
+  const fd = NodeFs.openSync(path, "r")
+  try {
+    const buffer = Buffer.allocUnsafe(block)
+    for (;;) {
+      const bytesRead = NodeFs.readSync(fd, buffer, 0, block, null)
+      if (bytesRead === 0) return hash.digest("hex")
+      hash.update(buffer.subarray(0, bytesRead))
+    }
+  } finally {
+    NodeFs.closeSync(fd)
+  }
+}
+
 /**
  * Removes a file or directory if it is there; tries again for a while when a child that was
  * just killed still had a file open or was still writing into the directory.

@@ -50,6 +50,11 @@ export interface BenchConfig {
   /** The object of the faulty HTTP reads, and how many of them run at once. */
   readonly faultySize: number
   readonly faultyReads: number
+  /** The object of the segmented reads, and the per-connection `limit_rate` nginx serves it at (bytes/s). */
+  readonly segmentsSize: number
+  readonly segmentsLimitRate: number
+  /** Runs of each segmented-read variant (ours and `aria2c` at each connection count). */
+  readonly segmentsRuns: number
   /** Runs of each start-up variant (`--help`). */
   readonly startupRuns: number
 }
@@ -145,6 +150,20 @@ export const chunkFigures = (variant: VariantRuns | undefined, warm = false): Ch
     p99ChunkMs: of((f) => f.p99ChunkMs)
   }
 }
+
+/** A number field of the CLI's `--json` line (the last line the run kept of its stdout) in each successful run. */
+export const jsonField = (variant: VariantRuns | undefined, field: string): Spread =>
+  spread(
+    okOutcomes(variant).flatMap((outcome) => {
+      const line = (outcome.stdout ?? "").trim().split("\n").pop() ?? ""
+      try {
+        const value = (JSON.parse(line) as Record<string, unknown>)[field]
+        return typeof value === "number" ? [value] : []
+      } catch {
+        return []
+      }
+    })
+  )
 
 /** Median milliseconds of the work of each successful run. */
 export const workMs = (variant: VariantRuns | undefined): number =>

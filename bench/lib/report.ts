@@ -7,6 +7,7 @@ import {
   chunkFigures,
   failures,
   idleRss,
+  jsonField,
   okOutcomes,
   okResults,
   procPeakRss,
@@ -51,6 +52,18 @@ export const httpIds = ["http.undici", "http.fetch", "http.enhanced", "http.enha
 export const cliIds = ["cli.pipeline", "cli.copy", "cli.copy-json"] as const
 /** Copies from nginx, in the order shown. */
 export const nginxIds = ["nginx.curl", "nginx.cli"] as const
+/** Connection counts of the segmented reads from nginx with its per-connection `limit_rate`, in the order shown. */
+export const segmentCounts = [1, 2, 4, 8, 16] as const
+/** Connection counts of the segmented reads from the same nginx without the limit. */
+export const unthrottledSegmentCounts = [1, 4, 8] as const
+/** The id of a segmented read: our CLI or `aria2c`, at `n` connections, with nginx's limit or without. */
+export const segmentsId = (tool: "cli" | "aria2c", n: number, unthrottled = false): string =>
+  `segments.${unthrottled ? "unthrottled." : ""}${tool}-${n}`
+/** The names under which parts of the segments scenario are reported skipped (`BenchResults.skipped`). */
+export const segmentsSkip = { aria2c: "segments (aria2c rows)", flag: "segments (`--segments`)" } as const
+
+/** `limit_rate` as nginx's configuration writes it (`8m`: 8 MiB/s). */
+const limitRate = (bytesPerSecond: number) => `limit_rate ${bytesPerSecond / 1024 ** 2}m`
 
 const num = (n: number, digits = 0) =>
   Number.isFinite(n) ? n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–"
@@ -166,6 +179,22 @@ const goalsOf = (results: BenchResults): ReadonlyArray<Goal> => {
   const faultyOne = rssAboveIdle(v("faulty.1")).median
   const faultyMany = rssAboveIdle(v(faultyManyId(results))).median
 
+  const segmentsSize = sizeLabel(results.config.segmentsSize)
+  const limit = limitRate(results.config.segmentsLimitRate)
+  const segmentsSkipped = skipped("segments") ?? skipped(segmentsSkip.flag)
+  const aria2cSkipped = segmentsSkipped ?? skipped(segmentsSkip.aria2c)
+  const oneSegment = wall(segmentsId("cli", 1))
+  const eightSegments = wall(segmentsId("cli", 8))
+  const aria2cEight = wall(segmentsId("aria2c", 8))
+  const fastOne = wall(segmentsId("cli", 1, true))
+  const fastEight = wall(segmentsId("cli", 8, true))
+  const used = (id: string) => num(jsonField(v(id), "segments").median)
+  /** A segments goal, or the same marked skipped (the scenario, aria2c or the CLI's flag missing). */
+  const segmentsGoal = (goal: Omit<Goal, "skipped">, reason: string | undefined): Goal =>
+    reason === undefined
+      ? goal
+      : { ...goal, now: `skipped: ${reason}`, detail: `skipped: ${reason}; ${goal.detail}`, skipped: reason }
+
   const helpWall = wall("startup.bin")
   const npmWall = wall("startup.npm")
 
@@ -228,6 +257,36 @@ const goalsOf = (results: BenchResults): ReadonlyArray<Goal> => {
         : `skipped: ${nginxSkipped}`,
       ...(nginxSkipped === undefined ? {} : { skipped: nginxSkipped })
     },
+    segmentsGoal({
+      measure: `CLI from nginx with \`${limit}\` per connection, ${segmentsSize}: wall time of 1 segment / 8 segments`,
+      before: before.segmentsSpeedup,
+      now: ratio(oneSegment, eightSegments),
+      goal: "≥ 5×",
+      pass: check(oneSegment / eightSegments, (x) => x >= 5),
+      detail: `\`--segments 1\` ${seconds(oneSegment)}, \`--segments 8\` ${seconds(eightSegments)} (connections used: ${
+        used(segmentsId("cli", 1))
+      } and ${used(segmentsId("cli", 8))}); the limit alone allows ${
+        seconds(results.config.segmentsSize / results.config.segmentsLimitRate)
+      } and ${seconds(results.config.segmentsSize / results.config.segmentsLimitRate / 8)}`
+    }, segmentsSkipped),
+    segmentsGoal({
+      measure: `8 segments from the same nginx (\`${limit}\`): wall time ours / \`aria2c -x8 -s8\``,
+      before: before.segmentsAria2c,
+      now: ratio(eightSegments, aria2cEight),
+      goal: "≤ 1.25×",
+      pass: check(eightSegments / aria2cEight, (x) => x <= 1.25),
+      detail: `\`--segments 8\` ${seconds(eightSegments)}, \`aria2c -x8 -s8 -k 1M\` ${seconds(aria2cEight)}`
+    }, aria2cSkipped),
+    segmentsGoal({
+      measure: `nginx unthrottled on loopback, ${segmentsSize}: wall time of 8 segments / 1 segment`,
+      before: before.segmentsUnthrottled,
+      now: ratio(fastEight, fastOne),
+      goal: "≤ 1.1×",
+      pass: check(fastEight / fastOne, (x) => x <= 1.1),
+      detail: `\`--segments 1\` ${seconds(fastOne)}, \`--segments 8\` ${seconds(fastEight)} (connections used: ${
+        used(segmentsId("cli", 1, true))
+      } and ${used(segmentsId("cli", 8, true))})`
+    }, segmentsSkipped),
     {
       measure: `${results.config.streams} concurrent reads, owned chunks: RSS above idle`,
       before: before.concurrent,
@@ -308,7 +367,8 @@ const goalsSection = (results: BenchResults) => {
     "",
     "\"before\" is the reference figure of the report of 2026-11-28 (`bench/lib/before.ts`); \"now\" is",
     "this run. Ratios are ours / the primitive for throughput and the primitive's wall time / ours",
-    "for whole processes, so ≥ 1 means we are faster; both sides are measured in this run.",
+    "for whole processes, so ≥ 1 means we are faster; both sides are measured in this run. The",
+    "segments rows say which way round their ratio is.",
     "",
     "### Figures behind the goals",
     "",
@@ -558,6 +618,92 @@ const nginxSection = (results: BenchResults) => {
     "127.0.0.1 with a generated configuration whose every path is in a temp dir. `curl -s -f -o <tmp>",
     "URL` against `node bin/streaming-reader.js read URL --out <tmp> --json --state <tmp>/s.db`, each",
     "timed from spawn to exit; the output's size and the CLI's sha256 are checked.",
+    ""
+  ].join("\n")
+}
+
+/** One row of a segments table: our CLI and aria2c at `n` connections. */
+const segmentsRow = (results: BenchResults, n: number, unthrottled: boolean) => {
+  const ours = results.variants.get(segmentsId("cli", n, unthrottled))
+  const aria2c = results.variants.get(segmentsId("aria2c", n, unthrottled))
+  const oursWall = wallSeconds(ours)
+  const oneWall = wallSeconds(results.variants.get(segmentsId("cli", 1, unthrottled))).median
+  const aria2cWall = wallSeconds(aria2c).median
+  const floor = results.config.segmentsSize / results.config.segmentsLimitRate / n
+  return [
+    `${n}`,
+    ...(unthrottled ? [] : [num(floor, 2)]),
+    num(oursWall.median, 2),
+    range(oursWall, 2),
+    num(wallThroughput(ours).median),
+    num(procPeakRss(ours).median),
+    num(jsonField(ours, "segments").median),
+    ratio(oneWall, oursWall.median),
+    num(aria2cWall, 2),
+    num(wallThroughput(aria2c).median),
+    num(procPeakRss(aria2c).median),
+    ratio(oursWall.median, aria2cWall),
+    `${runsCell(ours)} / ${aria2c === undefined ? "–" : runsCell(aria2c)}`
+  ]
+}
+
+const segmentsHeader = (unthrottled: boolean) => [
+  "N",
+  ...(unthrottled ? [] : ["limit's floor s"]),
+  "ours s",
+  "min–max s",
+  "ours MB/s",
+  "ours peak RSS MB",
+  "connections used",
+  "1 segment s / this s",
+  "aria2c s",
+  "aria2c MB/s",
+  "aria2c peak RSS MB",
+  "ours s / aria2c s",
+  "runs (ours / aria2c)"
+]
+
+const segmentsSection = (results: BenchResults) => {
+  const skipped = results.skipped.find((s) => s.scenario === "segments")
+  if (skipped !== undefined) {
+    return [`## Segmented reads from nginx`, "", `Skipped: ${skipped.reason}.`, ""].join("\n")
+  }
+  const ids = [
+    ...segmentCounts.map((n) => segmentsId("cli", n)),
+    ...unthrottledSegmentCounts.map((n) => segmentsId("cli", n, true))
+  ]
+  if (ids.every((id) => results.variants.get(id) === undefined)) return ""
+  const limit = limitRate(results.config.segmentsLimitRate)
+  const notes = [segmentsSkip.flag, segmentsSkip.aria2c].flatMap((name) => {
+    const part = results.skipped.find((s) => s.scenario === name)
+    return part === undefined ? [] : [`**${name} skipped**: ${part.reason}.`, ""]
+  })
+  return [
+    `## Segmented reads from nginx, ${sizeLabel(results.config.segmentsSize)} object, whole process`,
+    "",
+    ...notes,
+    `### With \`${limit};\` (per connection)`,
+    "",
+    table(segmentsHeader(false), segmentCounts.map((n) => segmentsRow(results, n, false))),
+    "",
+    "### Unthrottled (the same nginx, a location without the limit)",
+    "",
+    table(segmentsHeader(true), unthrottledSegmentCounts.map((n) => segmentsRow(results, n, true))),
+    "",
+    "nginx runs as in the nginx copy above (one worker in the foreground, `sendfile on`, a generated",
+    `configuration) and serves the object with its default ETag and Range support: under \`/limited/\``,
+    `with \`${limit};\` (${num(results.config.segmentsLimitRate / 1e6, 2)} MB/s per connection), at \`/\` without it.`,
+    "Ours is `node dist/programs/main.js read URL --out <tmp> --segments N --json --no-hash --quiet --state",
+    "<tmp>/s.db --restart`, every other option at its default (`--min-segment-size` too, so a small",
+    "object may get fewer connections than asked; \"connections used\" is the `segments` field of its",
+    "`--json` line). The reference is `aria2c -xN -sN -k 1M --min-split-size=1M --file-allocation=none",
+    "--allow-overwrite=true --auto-file-renaming=false -d <tmp> -o out.bin URL`. Both are timed from",
+    "spawn to exit (start-up included), alternating; peak RSS is what the parent saw in",
+    "`/proc/<pid>/status` every 50 ms. Every output's size and sha256 (hashed from the file after the",
+    "run) are checked, and the bytes of our `--json` line too (`--no-hash`: like aria2c, ours does not",
+    "hash what it wrote; a copy over segments would read its output back to). The limit's floor is the",
+    `object's size / (N × ${num(results.config.segmentsLimitRate / 1e6, 2)} MB/s). "1 segment s / this s" ≥ 1 means N`,
+    "connections are faster than one; \"ours s / aria2c s\" ≤ 1 means ours is faster.",
     ""
   ].join("\n")
 }
@@ -848,6 +994,7 @@ export const renderReport = (results: BenchResults): string => {
     readSection(results),
     httpSection(results),
     nginxSection(results),
+    segmentsSection(results),
     faultySection(results),
     latencySection(results),
     memorySection(results),
@@ -860,7 +1007,7 @@ export const renderReport = (results: BenchResults): string => {
 }
 
 /** Whether a variant is timed from spawn to exit (the CLI, its baselines), not inside the process. */
-const wholeProcess = (id: string) => id.startsWith("cli.") || id.startsWith("nginx.")
+const wholeProcess = (id: string) => id.startsWith("cli.") || id.startsWith("nginx.") || id.startsWith("segments.")
 
 /** Bars of median MB/s for every throughput variant, grouped by scenario. */
 export const renderThroughputChart = (results: BenchResults): string => {
@@ -890,6 +1037,18 @@ export const renderThroughputChart = (results: BenchResults): string => {
   add(`CLI copy ${sizeLabel(results.config.bigSize)}, whole process (start-up included)`, cliIds)
   add(`HTTP on loopback, ${sizeLabel(results.config.httpSize)}`, httpIds)
   add(`From nginx on loopback, ${sizeLabel(results.config.nginxSize)}, whole process`, nginxIds)
+  const segmentsIds = (counts: ReadonlyArray<number>, unthrottled: boolean) =>
+    counts.flatMap((n) => [segmentsId("cli", n, unthrottled), segmentsId("aria2c", n, unthrottled)])
+  add(
+    `From nginx with ${limitRate(results.config.segmentsLimitRate)} per connection, ${
+      sizeLabel(results.config.segmentsSize)
+    }, whole process`,
+    segmentsIds(segmentCounts, false)
+  )
+  add(
+    `From nginx unthrottled, ${sizeLabel(results.config.segmentsSize)}, whole process`,
+    segmentsIds(unthrottledSegmentCounts, true)
+  )
   return barChart(
     "Throughput by variant: median MB/s of the first pass, whiskers min–max",
     "MB/s (10^6 bytes per second)",

@@ -29,6 +29,10 @@ export const failed = Metric.counter("streaming_reader_streams_failed_total", { 
 export const activeSegments = Metric.gauge("streaming_reader_active_segments", {
   description: "segments of a read fetching now"
 })
+/** The most segments of a read of the source fetching at once. */
+export const peakSegments = Metric.gauge("streaming_reader_peak_segments", {
+  description: "most segments of a read fetching at once"
+})
 /** Bytes reserved from the shared memory budget. */
 export const budgetInUse = Metric.gauge("streaming_reader_budget_bytes", { description: "memory budget in use" })
 /**
@@ -135,6 +139,7 @@ export const make = Effect.sync(() => {
     latency: Metric.tagged(chunkLatency, "source", source),
     size: Metric.tagged(chunkSize, "source", source),
     segments: Metric.tagged(activeSegments, "source", source),
+    peakSegments: Metric.tagged(peakSegments, "source", source),
     maxSegments: 1
   })
   const of = (source: string) => {
@@ -159,7 +164,10 @@ export const make = Effect.sync(() => {
     unsafeRecordSegments: (source, active) => {
       const metrics = of(source)
       metrics.segments.unsafeUpdate(active, noTags)
-      metrics.maxSegments = Math.max(metrics.maxSegments, active)
+      if (active > metrics.maxSegments) {
+        metrics.maxSegments = active
+        metrics.peakSegments.unsafeUpdate(active, noTags)
+      }
     },
     unsafeRecordBudget: (bytes) => budgetInUse.unsafeUpdate(bytes, noTags),
     prometheus: Effect.map(Metric.snapshot, toPrometheus),

@@ -56,7 +56,7 @@ export const runRead = (command: ReadCommand, targets: ReadonlyArray<ReadTarget>
           source,
           out,
           options,
-          hash: command.json || Option.isSome(command.expectSha256),
+          hash: (command.json && !command.noHash) || Option.isSome(command.expectSha256),
           durable: command.durable,
           ...Option.match(command.expectSha256, { onNone: () => ({}), onSome: (expectSha256) => ({ expectSha256 }) }),
           ...(bars === undefined ? {} : { progress: makeProgress(bars) })

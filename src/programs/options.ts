@@ -123,6 +123,11 @@ export const readConfig = {
     Options.optional
   ),
   json: Options.boolean("json").pipe(Options.withDescription("print one JSON summary line per source on stdout")),
+  noHash: Options.boolean("no-hash").pipe(
+    Options.withDescription(
+      "do not hash the output for --json (its sha256 is null): a copy over segments reads its output back to hash it"
+    )
+  ),
   quiet: Options.boolean("quiet").pipe(Options.withDescription("no progress bar")),
   metrics: Options.text("metrics").pipe(
     Options.withDescription("write every metric in the Prometheus text format to this file at the end"),

@@ -294,7 +294,7 @@ export const makeSegments = (context: SegmentsContext): Segments => {
     wanted = offset
     if (inOrder === ordered) return
     ordered = inOrder
-    arrivals.push(...Array.from(window.values()).sort((a, b) => a.offset - b.offset))
+    for (const chunk of Array.from(window.values()).sort((a, b) => a.offset - b.offset)) arrivals.push(chunk)
     window.clear()
     taken.fire()
   }
