@@ -302,6 +302,7 @@ export const make = Effect.gen(function*() {
 
     let acknowledged = () => from.offset
     let firstSegment: Segment | undefined
+    let heldFrom = permits === undefined ? undefined : from.ranges?.find((range) => range.start > from.offset)?.start
     const cursor = makeReadCursor({
       handle,
       options,
@@ -310,7 +311,8 @@ export const make = Effect.gen(function*() {
       metrics,
       start: from,
       acknowledged: () => acknowledged(),
-      end: () => firstSegment?.end
+      // A resume over segments asks first for the gap before the first range it holds.
+      end: () => firstSegment?.end ?? heldFrom
     })
     let chunks = makeChunkSupply({
       source,
@@ -335,6 +337,11 @@ export const make = Effect.gen(function*() {
       ? 0
       : makeSegmentPlan([{ start: startOffset, end: size }], options.segments, options.minSegmentSize).planned
     const overSegments = connections > 1 || (connections === 1 && startRanges.length > 0)
+    if (!overSegments && heldFrom !== undefined) {
+      // Over one connection after all: the read goes on to the end, on a request that says so.
+      heldFrom = undefined
+      yield* cursor.drop
+    }
     const acks = makeAcknowledgements({
       store,
       key,
@@ -396,6 +403,13 @@ export const make = Effect.gen(function*() {
       priority: CleanupPriority.readAhead,
       release: loop.releaseReadAhead
     })
+    if (segments !== undefined) {
+      yield* cleanup.register({
+        name: `${source}: segments`,
+        priority: CleanupPriority.readAhead,
+        release: segments.stop
+      })
+    }
     yield* cleanup.register({
       name: `${source}: connection`,
       priority: CleanupPriority.connection,

@@ -24,6 +24,8 @@ export interface SegmentServeOptions {
   readonly ignoreRange: boolean
   /** Send `*` as the total in Content-Range. */
   readonly unknownTotal: boolean
+  /** Disregard `If-Match` and `If-Range` (a server that serves whatever version it has now). */
+  readonly ignoreConditionals: boolean
   /** Bytes per second per connection; unpaced when `undefined`. */
   readonly bytesPerSecond: number | undefined
   /** The fault the request with this index (0 for the first to the object) meets, if any. */
@@ -42,6 +44,8 @@ export interface SegmentServer {
   readonly ranges: () => ReadonlyArray<string | undefined>
   /** The most requests to the object in progress at once so far. */
   readonly peakConcurrent: () => number
+  /** When each request so far arrived and closed (ms, `performance.now()`; `end` undefined while in progress), oldest first. */
+  readonly timeline: () => ReadonlyArray<{ readonly start: number; readonly end: number | undefined }>
   /** Changes how the server answers from the next request on. */
   readonly configure: (options: Partial<SegmentServeOptions>) => void
 }
@@ -56,6 +60,7 @@ export const makeSegmentServer = (
         etag: "\"v1\"",
         ignoreRange: false,
         unknownTotal: false,
+        ignoreConditionals: false,
         bytesPerSecond: undefined,
         faultFor: () => undefined,
         ...initial
@@ -65,6 +70,7 @@ export const makeSegmentServer = (
       let concurrent = 0
       let peak = 0
       const ranges: Array<string | undefined> = []
+      const timeline: Array<{ readonly start: number; end: number | undefined }> = []
       const sockets = new Set<Socket>()
 
       const server = Http.createServer((req, res) => {
@@ -72,7 +78,12 @@ export const makeSegmentServer = (
         ranges.push(req.headers.range)
         concurrent++
         peak = Math.max(peak, concurrent)
-        res.on("close", () => concurrent--)
+        const span: { readonly start: number; end: number | undefined } = { start: performance.now(), end: undefined }
+        timeline.push(span)
+        res.on("close", () => {
+          concurrent--
+          span.end = performance.now()
+        })
         const { body, etag } = options
         const size = body.byteLength
         const fault = options.faultFor(index)
@@ -84,12 +95,12 @@ export const makeSegmentServer = (
         if (etag !== undefined) headers["etag"] = etag
         if (!options.ignoreRange) headers["accept-ranges"] = "bytes"
         const strong = etag !== undefined && !etag.startsWith("W/")
-        const ifMatch = req.headers["if-match"]
+        const ifMatch = options.ignoreConditionals ? undefined : req.headers["if-match"]
         if (ifMatch !== undefined && ifMatch !== "*" && (!strong || ifMatch !== etag)) {
           res.writeHead(412, headers)
           return res.end()
         }
-        const ifRange = req.headers["if-range"]
+        const ifRange = options.ignoreConditionals ? undefined : req.headers["if-range"]
         const range = options.ignoreRange ? undefined : parseRangeHeader(req.headers.range)
         const rangeApplies = range !== undefined && (ifRange === undefined || (strong && ifRange === etag))
         let start = 0
@@ -131,6 +142,8 @@ export const makeSegmentServer = (
           position += bytes.byteLength
           sent += bytes.byteLength
           const drained = res.write(bytes)
+          // The last bytes of a whole answer end it at once: a request is not counted in progress after its last byte.
+          if (position >= payload.byteLength) return res.end()
           if (pace !== undefined) setTimeout(writeNext, (bytes.byteLength / pace) * 1000)
           else if (drained) setImmediate(writeNext)
           else res.once("drain", writeNext)
@@ -151,6 +164,7 @@ export const makeSegmentServer = (
             requests: () => requests,
             ranges: () => ranges,
             peakConcurrent: () => peak,
+            timeline: () => timeline,
             configure: (changes) => {
               options = { ...options, ...changes }
             }

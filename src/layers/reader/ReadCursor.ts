@@ -49,6 +49,8 @@ export interface ReadCursor {
   readonly drop: Effect.Effect<void>
   /** Whether the last attempt's source answered with exactly the range asked for (see `SourceCursor.ranged`). */
   readonly ranged: () => boolean
+  /** Where the current attempt's request ends (exclusive); `undefined` for one to the end of the source, or no attempt. */
+  readonly attemptEnd: () => number | undefined
 }
 
 /** What a cursor needs from its read. */
@@ -86,7 +88,9 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
   /** Whether the read is being opened: a changed unvalidated source then starts again from 0. */
   let opening = true
   let failedAttempts = 0
-  let attempt: { readonly scope: Scope.CloseableScope; readonly cursor: SourceCursor } | undefined
+  let attempt:
+    | { readonly scope: Scope.CloseableScope; readonly cursor: SourceCursor; readonly end: number | undefined }
+    | undefined
   let ranged = false
 
   const drop = Effect.suspend(() => {
@@ -162,7 +166,7 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
     identity ??= cursor.identity
     if (prefixHash === undefined && position === 0 && !resumableAtOffset(identity)) prefixHash = createHash("sha256")
     if (failedAttempts > 0) yield* metrics.recovery(source)
-    attempt = { scope: attemptScope, cursor }
+    attempt = { scope: attemptScope, cursor, end }
     ranged = cursor.ranged === true
     return cursor
   }).pipe((body) =>
@@ -227,6 +231,7 @@ export const makeReadCursor = (context: ReadCursorContext): ReadCursor => {
       attempt?.cursor.prefetch !== undefined && (identity?.size === undefined || position < identity.size),
     prefetch: (maxBytes, into) => attempt?.cursor.prefetch?.(maxBytes, into),
     drop,
-    ranged: () => ranged
+    ranged: () => ranged,
+    attemptEnd: () => attempt?.end
   }
 }

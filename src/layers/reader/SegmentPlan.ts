@@ -29,11 +29,11 @@ export interface SegmentPlan {
   readonly planned: number
 }
 
-/** Half of `length`, rounded down to a multiple of `align` when that leaves both halves non-empty. */
-const halfOf = (length: number, align: number): number => {
+/** Half of `length`, rounded down to a multiple of `align` when both halves stay at least `min` long. */
+const halfOf = (length: number, align: number, min: number): number => {
   const half = Math.floor(length / 2)
   const aligned = half - (half % align)
-  return aligned > 0 ? aligned : half
+  return aligned >= min && length - aligned >= min ? aligned : half
 }
 
 /** Splits are made at multiples of this many bytes from a range's start (chunk-friendly offsets). */
@@ -60,7 +60,7 @@ export const makeSegmentPlan = (
     }
     if (largest === -1) break
     const gap = pending[largest]!
-    const middle = gap.start + halfOf(gap.end - gap.start, splitAlign)
+    const middle = gap.start + halfOf(gap.end - gap.start, splitAlign, minSplit)
     pending.splice(largest, 1, { start: gap.start, end: middle }, { start: middle, end: gap.end })
   }
   const segments: Array<Segment> = []
@@ -73,7 +73,7 @@ export const makeSegmentPlan = (
       if (left >= 2 * minSplit && (victim === undefined || left > victim.end - victim.position)) victim = segment
     }
     if (victim === undefined) return undefined
-    const middle = victim.position + halfOf(victim.end - victim.position, splitAlign)
+    const middle = victim.position + halfOf(victim.end - victim.position, splitAlign, minSplit)
     const taken: Segment = { start: middle, position: middle, end: victim.end }
     victim.end = middle
     return taken

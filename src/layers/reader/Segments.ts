@@ -12,6 +12,7 @@ import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Clock from "effect/Clock"
@@ -101,7 +102,9 @@ export interface Segments {
   readonly startEarly: Effect.Effect<void>
   /** Gives back what a chunk holds once the consumer is done with it: its budget and its buffer. */
   readonly release: (chunk: ReadChunk) => Effect.Effect<void>
-  /** Gives back every chunk fetched and not taken (the read ends). */
+  /** Stops every connection's worker and waits until they are done (the read ends); a chunk they fetched stays in the window. */
+  readonly stop: Effect.Effect<void>
+  /** Gives back every chunk fetched and not taken (the read ends, after `stop`). */
   readonly releaseAll: Effect.Effect<void>
   /** How many connections the read was planned for. */
   readonly connections: number
@@ -176,7 +179,7 @@ export const makeSegments = (context: SegmentsContext): Segments => {
         const size = yield* sizing.next
         const reservation = yield* reserveFor(segment.position, Math.min(size, segment.end - segment.position))
         metrics.unsafeRecordBudget(memory.unsafeInUse())
-        const allowed = yield* rate.take(reservation.bytes)
+        const allowed = yield* Effect.onError(rate.take(reservation.bytes), () => reservation.release)
         const wanted = Math.min(allowed, segment.end - segment.position)
         const buffer = context.buffers?.take(wanted)
         const startedAt = nowMs()
@@ -239,20 +242,28 @@ export const makeSegments = (context: SegmentsContext): Segments => {
       }
     }).pipe(Effect.scoped)
 
+  const workers = new Set<Fiber.RuntimeFiber<unknown, ReadError>>()
+
   /** Runs a worker in the read's scope, counted from now until it ends; its failure fails the read. */
   const launch = (work: Effect.Effect<unknown, ReadError>) =>
     Effect.suspend(() => {
       running++
-      return Effect.forkIn(
-        Effect.onExit(work, (exit) =>
-          Effect.sync(() => {
-            running--
-            if (Exit.isFailure(exit) && failure === undefined && !Cause.isInterruptedOnly(exit.cause)) {
-              failure = exit.cause
-            }
-            arrived.fire()
-          })),
-        context.scope
+      return Effect.tap(
+        Effect.forkIn(
+          Effect.onExit(work, (exit) =>
+            Effect.sync(() => {
+              running--
+              if (Exit.isFailure(exit) && failure === undefined && !Cause.isInterruptedOnly(exit.cause)) {
+                failure = exit.cause
+              }
+              arrived.fire()
+            })),
+          context.scope
+        ),
+        (fiber) => {
+          workers.add(fiber)
+          fiber.addObserver(() => workers.delete(fiber))
+        }
       )
     })
 
@@ -262,12 +273,20 @@ export const makeSegments = (context: SegmentsContext): Segments => {
     const firstSegment = plan.claim()
     if (firstSegment === undefined) return Effect.void
     context.setFirstSegment(firstSegment)
+    // The first request asked for more than the first segment (the whole object, before its size
+    // was known): it is asked again for that segment alone, so the server does not send the
+    // other segments' bytes over it too.
+    const asked = context.first.attemptEnd()
+    const narrow = asked === undefined || asked > firstSegment.end ? context.first.drop : Effect.void
     return Effect.zipRight(
-      launch(worker({ segment: firstSegment, cursor: context.first })),
-      Effect.forEach(
-        Array.from({ length: context.connections - 1 }),
-        () => launch(context.extraConnection(worker(undefined))),
-        { discard: true }
+      narrow,
+      Effect.zipRight(
+        launch(worker({ segment: firstSegment, cursor: context.first })),
+        Effect.forEach(
+          Array.from({ length: context.connections - 1 }),
+          () => launch(context.extraConnection(worker(undefined))),
+          { discard: true }
+        )
       )
     )
   })
@@ -333,6 +352,7 @@ export const makeSegments = (context: SegmentsContext): Segments => {
       return start
     }),
     release,
+    stop: Effect.suspend(() => Fiber.interruptAll(Array.from(workers))),
     releaseAll: Effect.suspend(() => {
       const left = [...window.values(), ...arrivals.splice(0)]
       window.clear()
