@@ -34,7 +34,7 @@ export interface CopySummary {
   readonly mbPerSec: number
   readonly p95ChunkMs: number
   readonly peakRssMb: number
-  /** Connections the source was fetched over (more than one: in segments). */
+  /** The most connections the source was fetched over at once (more than one: in segments). */
   readonly segments: number
 }
 
@@ -228,7 +228,8 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     mbPerSec: Number((readBytes / 1e6 / Math.max(durationMs / 1000, 0.001)).toFixed(1)),
     p95ChunkMs: Number(after.p95ChunkMs.toFixed(3)),
     peakRssMb: Number(((yield* monitor.peakRss) / 1e6).toFixed(1)),
-    segments: session.segments
+    // Connections used at once: fewer than planned when other reads held the host's connections.
+    segments: session.segments > 1 ? Math.max(1, after.maxSegments) : 1
   }
   return summary
 }, Effect.scoped)

@@ -76,10 +76,10 @@ describe("copyToFile over segments", () => {
         assert.strictEqual(summary.sha256, sha256(object), "the summary's sha256 is the object's")
         assert.isTrue(sameBytes(NodeFs.readFileSync(out), object), "the file is the object")
         assert.isFalse(NodeFs.existsSync(`${out}${partialSuffix}`), "no partial file is left")
-        assert.strictEqual(
-          summary.segments,
-          makeSegmentPlan([{ start: 0, end: size }], segments, minSegmentSize).planned
-        )
+        // The most connections used at once: those planned, unless one finished before the last started.
+        const planned = makeSegmentPlan([{ start: 0, end: size }], segments, minSegmentSize).planned
+        assert.isAtMost(summary.segments, planned)
+        assert.isAtLeast(summary.segments, Math.min(2, planned))
         assert.isTrue(Option.isNone(yield* checkpointOf(context, server, out)), "a finished copy leaves no checkpoint")
       }).pipe(Effect.scoped),
     { timeout: 30_000, fastCheck: { numRuns: 15 } }
