@@ -53,6 +53,8 @@ export interface DemoReport {
   readonly bytes: number
   /** Where the second copy resumed from (the checkpoint the interrupted copy left). */
   readonly resumedFrom: number
+  /** The most connections the copy fetched over at once (segments). */
+  readonly connections: number
   /** Bytes read over both copies, per second of both copies' wall time, in 10^6 bytes. */
   readonly mbPerSec: number
   /** Median and largest chunk size the sizer chose, in bytes. */
@@ -203,6 +205,7 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
     source: summary.source,
     bytes: summary.bytes,
     resumedFrom: summary.resumedFrom,
+    connections: summary.segments,
     mbPerSec: Number((stats.bytes / 1e6 / Math.max(wallMs / 1000, 0.001)).toFixed(1)),
     meanChunkBytes: stats.meanChunkBytes,
     maxChunkBytes: stats.maxChunkBytes,
@@ -230,6 +233,7 @@ export const demo = Effect.fn("demo")(function*(options: DemoOptions = {}) {
   yield* Console.log(`  chunk latency  p95 ${report.p95ChunkMs.toFixed(2)} ms`)
   yield* Console.log(`  retries        ${report.retries} (${report.recoveries} recoveries)`)
   for (const event of report.faults) yield* Console.log(`    fault        ${describeFault(event)}`)
+  yield* Console.log(`  connections    ${report.connections} at once (ranged segments, each resumed on its own)`)
   yield* Console.log(`  resumed from   ${formatSize(report.resumedFrom)} after the interruption`)
   yield* Console.log(`  peak memory    ${(report.peakRss / 1e6).toFixed(1)} MB RSS`)
   yield* Console.log(`  sha256         ${report.sha256 ?? "none"} ${matches ? "OK" : "MISMATCH"}`)
