@@ -124,7 +124,7 @@ const makeSignal = () => {
   }
 }
 
-/** Starts the segments of a read; nothing runs until the first `next`. */
+/** Makes the segments of a read; nothing runs until `startEarly` or the first `next`. */
 export const makeSegments = (context: SegmentsContext): Segments => {
   const { clock, handle, memory, metrics, options, rate } = context
   const source = handle.source
@@ -180,10 +180,10 @@ export const makeSegments = (context: SegmentsContext): Segments => {
         const reservation = yield* reserveFor(segment.position, Math.min(size, segment.end - segment.position))
         metrics.unsafeRecordBudget(memory.unsafeInUse())
         const allowed = yield* Effect.onError(rate.take(reservation.bytes), () => reservation.release)
-        const wanted = Math.min(allowed, segment.end - segment.position)
-        const buffer = context.buffers?.take(wanted)
+        const asked = Math.min(allowed, segment.end - segment.position)
+        const buffer = context.buffers?.take(asked)
         const startedAt = nowMs()
-        const bytes = yield* cursor.pull(wanted, buffer).pipe(
+        const bytes = yield* cursor.pull(asked, buffer).pipe(
           // Failed or interrupted: the budget goes back; the buffer, which a read may still be filling, is not reused.
           Effect.onError(() => reservation.release)
         )
