@@ -1,5 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, Metric, MetricBoundaries, Option, Stream, TestClock, Tracer } from "effect"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
 import * as FaultInjectingSource from "../../src/layers/FaultInjectingSource.js"
 import { histogramQuantile } from "../../src/layers/ReaderMetricsLive.js"
 import { TestStack } from "../../src/layers/Stacks.js"
@@ -8,6 +11,7 @@ import { ReaderMetrics } from "../../src/services/ReaderMetrics.js"
 import { KiB } from "../../src/services/ReadOptions.js"
 import { StreamingReader } from "../../src/services/StreamingReader.js"
 import { testBytes } from "../support/files.js"
+import { makeSegmentServer } from "../support/segmentServer.js"
 
 /** Wraps the current tracer so every span name is recorded. */
 const recordingSpans = <A, E, R>(names: Array<string>, effect: Effect.Effect<A, E, R>) =>
@@ -64,6 +68,31 @@ describe("observability", () => {
       const chunks = Number(/streaming_reader_chunk_bytes_count\{source="[^"]+"\} (\d+)/.exec(text)?.[1])
       assert.isAbove(chunks, 0, "every chunk's size is counted")
       assert.include(text, `streaming_reader_chunk_latency_ms_count${label} ${chunks}`)
+    }))
+})
+
+describe("observability over segments", () => {
+  it.scopedLive("a span per segment, and the active and peak segments per source as metrics", () =>
+    Effect.gen(function*() {
+      const body = testBytes(1024 * KiB, 52)
+      const server = yield* makeSegmentServer({ body })
+      const sources = ByteSourceLive.layer.pipe(
+        Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici))
+      )
+      const context = yield* Layer.build(TestStack(sources))
+      const reader = Context.get(context, StreamingReader)
+      const names: Array<string> = []
+      const bytes = yield* recordingSpans(
+        names,
+        Stream.runFold(reader.read(server.url, { segments: 4, minSegmentSize: 64 * KiB }), 0, (n, c) => n + c.length)
+      )
+      assert.strictEqual(bytes, body.length)
+      const segmentSpans = names.filter((name) => name === "StreamingReader.segment").length
+      assert.isAtLeast(segmentSpans, 4, "one span per range a connection fetched, steals included")
+      const text = yield* Context.get(context, ReaderMetrics).prometheus
+      const label = `{source="${server.url}"}`
+      assert.include(text, `streaming_reader_peak_segments${label} 4`)
+      assert.include(text, `streaming_reader_active_segments${label} 0`, "no segment fetches after the read")
     }))
 })
 
