@@ -346,7 +346,6 @@ export const make = Effect.gen(function*() {
       store,
       key,
       checkpointEvery: options.checkpointEvery,
-      checkpointEveryRanges: options.checkpointEvery * Math.max(1, connections),
       startOffset,
       startPrefixSha256: cursor.prefixHash()?.copy().digest("hex"),
       startRanges: overSegments ? startRanges : [],

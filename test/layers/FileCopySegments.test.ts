@@ -1,30 +1,25 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, FastCheck as fc, Fiber, Layer, Option, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
 import type { CopyRequest } from "../../src/layers/FileCopy.js"
 import { copyToFile } from "../../src/layers/FileCopy.js"
 import { partialSuffix } from "../../src/layers/FileDestination.js"
 import { makeSegmentPlan } from "../../src/layers/reader/SegmentPlan.js"
 import type { ReaderParts } from "../../src/layers/Stacks.js"
-import { EnhancedStack, PlatformLive, TestStack } from "../../src/layers/Stacks.js"
+import { EnhancedStack, PlatformLive } from "../../src/layers/Stacks.js"
 import type { ByteRange, Checkpoint } from "../../src/services/CheckpointStore.js"
 import { CheckpointStore } from "../../src/services/CheckpointStore.js"
 import type { ReadOptionsInput } from "../../src/services/ReadOptions.js"
 import { tempDir, testBytes } from "../support/files.js"
-import type { SegmentFault, SegmentServeOptions, SegmentServer } from "../support/segmentServer.js"
-import { makeSegmentServer } from "../support/segmentServer.js"
+import type { ChangingSchedule, SegmentServeOptions, SegmentServer } from "../support/segmentServer.js"
+import { makeChangingServer, makeSegmentServer } from "../support/segmentServer.js"
+import { arbitrarySegmentedRead, fastRetries, liveTestStack as stack } from "../support/segments.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const body = testBytes(2 * MiB, 21)
-
-const stack = TestStack(ByteSourceLive.layer.pipe(Layer.provide(PlatformLive)))
-
-/** Retries that do not slow a test down. */
-const fastRetries: ReadOptionsInput = { retries: 100, maxRetryDelayMs: 10 }
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 const sameBytes = (actual: Uint8Array, expected: Uint8Array) => Buffer.from(actual).equals(Buffer.from(expected))
@@ -43,35 +38,26 @@ const heldBy = (checkpoint: Checkpoint): ReadonlyArray<ByteRange> => [
   ...(checkpoint.ranges ?? [])
 ]
 
-const arbitraryFault: fc.Arbitrary<SegmentFault | undefined> = fc.oneof(
-  { weight: 3, arbitrary: fc.constant(undefined) },
-  { weight: 1, arbitrary: fc.nat(256 * KiB).map((after): SegmentFault => ({ _tag: "Drop", after })) },
-  { weight: 1, arbitrary: fc.constant<SegmentFault>({ _tag: "Status", status: 503 }) }
-)
+/** Copies `server`'s object into `out.bin` of a new temporary directory with a new stack, with fast retries. */
+const copyFrom = (server: SegmentServer, options: ReadOptionsInput) =>
+  Effect.gen(function*() {
+    const context = yield* Layer.build(stack)
+    const dir = yield* tempDir
+    const out = NodePath.join(dir, "out.bin")
+    const copy = copyIn(context, { source: server.url, out, options: { ...fastRetries, ...options }, hash: true })
+    return { context, out, copy }
+  })
 
 describe("copyToFile over segments", () => {
   it.live.prop(
     "the copy is byte-exact over any segment count, size, minimum and fault schedule",
-    [
-      fc.integer({ min: 1, max: 8 }),
-      fc.integer({ min: 300 * KiB, max: 3 * MiB }),
-      fc.integer({ min: 64 * KiB, max: 256 * KiB }),
-      fc.array(arbitraryFault, { maxLength: 24 }),
-      fc.integer({ min: 1, max: 1_000_000 })
-    ],
+    arbitrarySegmentedRead,
     ([segments, size, minSegmentSize, faults, seed]) =>
       Effect.gen(function*() {
         const object = testBytes(size, seed)
         const server = yield* makeSegmentServer({ body: object, faultFor: (request) => faults[request] })
-        const context = yield* Layer.build(stack)
-        const dir = yield* tempDir
-        const out = NodePath.join(dir, "out.bin")
-        const summary = yield* copyIn(context, {
-          source: server.url,
-          out,
-          options: { ...fastRetries, segments, minSegmentSize },
-          hash: true
-        })
+        const { context, copy, out } = yield* copyFrom(server, { segments, minSegmentSize })
+        const summary = yield* copy
         assert.strictEqual(summary.bytes, size)
         assert.strictEqual(summary.sha256, sha256(object), "the summary's sha256 is the object's")
         assert.isTrue(sameBytes(NodeFs.readFileSync(out), object), "the file is the object")
@@ -87,10 +73,7 @@ describe("copyToFile over segments", () => {
 
   describe("a changed object is refused", () => {
     const other = testBytes(body.length, 99)
-    type Schedule = (
-      configure: (options: Partial<SegmentServeOptions>) => void
-    ) => (request: number) => SegmentFault | undefined
-    const cases: ReadonlyArray<readonly [string, Schedule, Partial<SegmentServeOptions>]> = [
+    const cases: ReadonlyArray<readonly [string, ChangingSchedule, Partial<SegmentServeOptions>]> = [
       ["the ETag changes after the first request", (configure) => (request) => {
         if (request === 0) configure({ etag: "\"v2\"" })
         return undefined
@@ -111,22 +94,13 @@ describe("copyToFile over segments", () => {
     for (const [name, schedule, serve] of cases) {
       it.scopedLive(`${name}: SourceChanged, nothing of the new version committed`, () =>
         Effect.gen(function*() {
-          let configure: (options: Partial<SegmentServeOptions>) => void = () => undefined
-          const server = yield* makeSegmentServer({
-            body,
-            ...serve,
-            faultFor: (request) => schedule((options) => configure(options))(request)
+          const server = yield* makeChangingServer({ body, ...serve }, schedule)
+          const { context, copy, out } = yield* copyFrom(server, {
+            segments: 4,
+            minSegmentSize: 64 * KiB,
+            checkpointEvery: 1
           })
-          configure = server.configure
-          const context = yield* Layer.build(stack)
-          const dir = yield* tempDir
-          const out = NodePath.join(dir, "out.bin")
-          const error = yield* copyIn(context, {
-            source: server.url,
-            out,
-            options: { ...fastRetries, segments: 4, minSegmentSize: 64 * KiB, checkpointEvery: 1 },
-            hash: true
-          }).pipe(Effect.flip)
+          const error = yield* copy.pipe(Effect.flip)
           assert.strictEqual(error._tag, "SourceChanged")
           assert.isFalse(NodeFs.existsSync(out), "the output is not committed")
           // What the copy recorded as written is the old version's.
@@ -156,15 +130,8 @@ describe("copyToFile over segments", () => {
       it.scopedLive(name, () =>
         Effect.gen(function*() {
           const server = yield* makeSegmentServer({ body, ...serve })
-          const context = yield* Layer.build(stack)
-          const dir = yield* tempDir
-          const out = NodePath.join(dir, "out.bin")
-          const summary = yield* copyIn(context, {
-            source: server.url,
-            out,
-            options: { ...fastRetries, segments: 8, minSegmentSize: 64 * KiB },
-            hash: true
-          })
+          const { copy, out } = yield* copyFrom(server, { segments: 8, minSegmentSize: 64 * KiB })
+          const summary = yield* copy
           assert.strictEqual(summary.segments, 1)
           assert.strictEqual(summary.sha256, sha256(body))
           assert.isTrue(sameBytes(NodeFs.readFileSync(out), body))

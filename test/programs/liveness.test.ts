@@ -2,59 +2,44 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import * as NodeFs from "node:fs"
 import * as Http from "node:http"
-import type { Socket } from "node:net"
 import * as NodePath from "node:path"
 import { KiB } from "../../src/services/ReadOptions.js"
 import { runCli } from "../support/cli.js"
 import { tempDir, testBytes, writeFile } from "../support/files.js"
+import { listenOnLoopback } from "../support/httpServer.js"
 
 /**
  * An HTTP server on 127.0.0.1 that sends `body` (honouring `Range: bytes=n-`) in pieces of
  * `piece` bytes, one every `everyMs`: a slow but steady source. Closed with the scope.
  */
 const trickleServer = (body: Uint8Array, piece: number, everyMs: number) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly server: Http.Server; readonly sockets: Set<Socket> }>((resume) => {
-      const sockets = new Set<Socket>()
-      const server = Http.createServer((req, res) => {
-        const match = /^bytes=(\d+)-$/.exec(req.headers.range ?? "")
-        const start = match === null ? 0 : Math.min(Number(match[1]), body.length)
-        const headers = {
-          "content-length": String(body.length - start),
-          "etag": "\"slow-1\"",
-          "accept-ranges": "bytes",
-          ...(match === null ? {} : { "content-range": `bytes ${start}-${body.length - 1}/${body.length}` })
+  Effect.gen(function*() {
+    const server = Http.createServer((req, res) => {
+      const match = /^bytes=(\d+)-$/.exec(req.headers.range ?? "")
+      const start = match === null ? 0 : Math.min(Number(match[1]), body.length)
+      const headers = {
+        "content-length": String(body.length - start),
+        "etag": "\"slow-1\"",
+        "accept-ranges": "bytes",
+        ...(match === null ? {} : { "content-range": `bytes ${start}-${body.length - 1}/${body.length}` })
+      }
+      res.writeHead(match === null ? 200 : 206, headers)
+      if (req.method === "HEAD") return void res.end()
+      let at = start
+      const timer = setInterval(() => {
+        const next = Math.min(body.length, at + piece)
+        res.write(body.subarray(at, next))
+        at = next
+        if (at >= body.length) {
+          clearInterval(timer)
+          res.end()
         }
-        res.writeHead(match === null ? 200 : 206, headers)
-        if (req.method === "HEAD") return void res.end()
-        let at = start
-        const timer = setInterval(() => {
-          const next = Math.min(body.length, at + piece)
-          res.write(body.subarray(at, next))
-          at = next
-          if (at >= body.length) {
-            clearInterval(timer)
-            res.end()
-          }
-        }, everyMs)
-        res.on("close", () => clearInterval(timer))
-      })
-      server.on("connection", (socket) => {
-        sockets.add(socket)
-        socket.on("close", () => sockets.delete(socket))
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}/slow.bin`, server, sockets }))
-      })
-    }),
-    ({ server, sockets }) =>
-      Effect.async<void>((resume) => {
-        sockets.forEach((socket) => socket.destroy())
-        server.close(() => resume(Effect.void))
-      })
-  )
+      }, everyMs)
+      res.on("close", () => clearInterval(timer))
+    })
+    const port = yield* listenOnLoopback(server)
+    return { url: `http://127.0.0.1:${port}/slow.bin` }
+  })
 
 /** The size of the copy being written: its partial file while it is unfinished, else the output itself. */
 const writtenSoFar = (out: string) => {

@@ -14,7 +14,7 @@ import * as Net from "node:net"
 import * as NodePath from "node:path"
 import { MiB } from "../../src/services/ReadOptions.js"
 import type { CliProcess } from "../support/cli.js"
-import { runCli, startCli } from "../support/cli.js"
+import { readArgs, runCli, startCli } from "../support/cli.js"
 import { tempDir, testBytes, writeFile } from "../support/files.js"
 
 const cli = (args: ReadonlyArray<string>) => Effect.promise(() => runCli(args))
@@ -436,16 +436,7 @@ describe("HTTP objects without a strong validator", () => {
         const server = yield* makeWeakServer(first, etag)
         server.state.dropAt = 500_000
         const out = NodePath.join(dir, "out.bin")
-        const args = [
-          "read",
-          server.url,
-          "--out",
-          out,
-          "--state",
-          NodePath.join(dir, "s.db"),
-          "--checkpoint-every",
-          "1"
-        ]
+        const args = readArgs(server.url, out, NodePath.join(dir, "s.db"), "--checkpoint-every", "1")
         const failed = yield* cli([...args, "--retries", "0"])
         assert.strictEqual(failed.code, 1, failed.stderr)
         assert.isAbove(sizeOf(`${out}.partial`), 0)
@@ -464,16 +455,7 @@ describe("HTTP objects without a strong validator", () => {
         const server = yield* makeWeakServer(bytes, etag)
         server.state.dropAt = 500_000
         const out = NodePath.join(dir, "out.bin")
-        const args = [
-          "read",
-          server.url,
-          "--out",
-          out,
-          "--state",
-          NodePath.join(dir, "s.db"),
-          "--checkpoint-every",
-          "1"
-        ]
+        const args = readArgs(server.url, out, NodePath.join(dir, "s.db"), "--checkpoint-every", "1")
         const failed = yield* cli([...args, "--retries", "0"])
         assert.strictEqual(failed.code, 1, failed.stderr)
         const result = yield* cli([...args, "--json"])

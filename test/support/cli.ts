@@ -60,3 +60,11 @@ export const runCli = (
   args: ReadonlyArray<string>,
   options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
 ): Promise<CliResult> => startCli(args, options).exited
+
+/** The arguments of `streaming-reader read <source> --out <out> --state <state> <flags>`. */
+export const readArgs = (
+  source: string,
+  out: string,
+  state: string,
+  ...flags: ReadonlyArray<string>
+): ReadonlyArray<string> => ["read", source, "--out", out, "--state", state, ...flags]

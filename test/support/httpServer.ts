@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
-import type { Socket } from "node:net"
+import type { Server, Socket } from "node:net"
 import * as HttpClient from "@effect/platform/HttpClient"
 import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
 import { makeHttpSource } from "../../src/layers/sources/HttpSource.js"
@@ -307,6 +307,30 @@ export const unusedPort: Effect.Effect<number> = Effect.async<number>((resume) =
     server.close(() => resume(Effect.succeed(port)))
   })
 })
+
+/**
+ * Listens with `server` on an unused port of 127.0.0.1 until the scope closes, then destroys
+ * every connection still open and closes it; the port.
+ */
+export const listenOnLoopback = (server: Server): Effect.Effect<number, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly sockets: ReadonlySet<Socket> }>((resume) => {
+      const sockets = new Set<Socket>()
+      server.on("connection", (socket: Socket) => {
+        sockets.add(socket)
+        socket.on("close", () => sockets.delete(socket))
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(Effect.succeed({ port: typeof address === "object" && address !== null ? address.port : 0, sockets }))
+      })
+    }),
+    ({ sockets }) =>
+      Effect.async<void>((resume) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map(({ port }) => port))
 
 /** The HTTP source of `url` over the `HttpClient` provided. */
 export const httpSource = (url: string) =>

@@ -7,8 +7,8 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
-import type { Socket } from "node:net"
 import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
+import { listenOnLoopback } from "./httpServer.js"
 
 /** What one request to the object meets. */
 export type SegmentFault =
@@ -54,128 +54,131 @@ export interface SegmentServer {
 export const makeSegmentServer = (
   initial: Partial<SegmentServeOptions> & { readonly body: Uint8Array }
 ): Effect.Effect<SegmentServer, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly server: SegmentServer; readonly close: () => Promise<void> }>((resume) => {
-      let options: SegmentServeOptions = {
-        etag: "\"v1\"",
-        ignoreRange: false,
-        unknownTotal: false,
-        ignoreConditionals: false,
-        bytesPerSecond: undefined,
-        faultFor: () => undefined,
-        ...initial
-      }
-      let sent = 0
-      let requests = 0
-      let concurrent = 0
-      let peak = 0
-      const ranges: Array<string | undefined> = []
-      const timeline: Array<{ readonly start: number; end: number | undefined }> = []
-      const sockets = new Set<Socket>()
+  Effect.gen(function*() {
+    let options: SegmentServeOptions = {
+      etag: "\"v1\"",
+      ignoreRange: false,
+      unknownTotal: false,
+      ignoreConditionals: false,
+      bytesPerSecond: undefined,
+      faultFor: () => undefined,
+      ...initial
+    }
+    let sent = 0
+    let requests = 0
+    let concurrent = 0
+    let peak = 0
+    const ranges: Array<string | undefined> = []
+    const timeline: Array<{ readonly start: number; end: number | undefined }> = []
 
-      const server = Http.createServer((req, res) => {
-        const index = requests++
-        ranges.push(req.headers.range)
-        concurrent++
-        peak = Math.max(peak, concurrent)
-        const span: { readonly start: number; end: number | undefined } = { start: performance.now(), end: undefined }
-        timeline.push(span)
-        res.on("close", () => {
-          concurrent--
-          span.end = performance.now()
-        })
-        const { body, etag } = options
-        const size = body.byteLength
-        const fault = options.faultFor(index)
-        if (fault?._tag === "Status") {
-          res.writeHead(fault.status)
+    const server = Http.createServer((req, res) => {
+      const index = requests++
+      ranges.push(req.headers.range)
+      concurrent++
+      peak = Math.max(peak, concurrent)
+      const span: { readonly start: number; end: number | undefined } = { start: performance.now(), end: undefined }
+      timeline.push(span)
+      res.on("close", () => {
+        concurrent--
+        span.end = performance.now()
+      })
+      const { body, etag } = options
+      const size = body.byteLength
+      const fault = options.faultFor(index)
+      if (fault?._tag === "Status") {
+        res.writeHead(fault.status)
+        return res.end()
+      }
+      const headers: Record<string, string | number> = { "content-type": "application/octet-stream" }
+      if (etag !== undefined) headers["etag"] = etag
+      if (!options.ignoreRange) headers["accept-ranges"] = "bytes"
+      const strong = etag !== undefined && !etag.startsWith("W/")
+      const ifMatch = options.ignoreConditionals ? undefined : req.headers["if-match"]
+      if (ifMatch !== undefined && ifMatch !== "*" && (!strong || ifMatch !== etag)) {
+        res.writeHead(412, headers)
+        return res.end()
+      }
+      const ifRange = options.ignoreConditionals ? undefined : req.headers["if-range"]
+      const range = options.ignoreRange ? undefined : parseRangeHeader(req.headers.range)
+      const rangeApplies = range !== undefined && (ifRange === undefined || (strong && ifRange === etag))
+      let start = 0
+      let end = size - 1
+      let status = 200
+      if (rangeApplies) {
+        if (range.start >= size) {
+          res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
           return res.end()
         }
-        const headers: Record<string, string | number> = { "content-type": "application/octet-stream" }
-        if (etag !== undefined) headers["etag"] = etag
-        if (!options.ignoreRange) headers["accept-ranges"] = "bytes"
-        const strong = etag !== undefined && !etag.startsWith("W/")
-        const ifMatch = options.ignoreConditionals ? undefined : req.headers["if-match"]
-        if (ifMatch !== undefined && ifMatch !== "*" && (!strong || ifMatch !== etag)) {
-          res.writeHead(412, headers)
-          return res.end()
-        }
-        const ifRange = options.ignoreConditionals ? undefined : req.headers["if-range"]
-        const range = options.ignoreRange ? undefined : parseRangeHeader(req.headers.range)
-        const rangeApplies = range !== undefined && (ifRange === undefined || (strong && ifRange === etag))
-        let start = 0
-        let end = size - 1
-        let status = 200
-        if (rangeApplies) {
-          if (range.start >= size) {
-            res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
-            return res.end()
-          }
-          status = 206
-          start = range.start
-          end = Math.min(range.end ?? size - 1, size - 1)
-          headers["content-range"] = formatContentRange({
-            start,
-            end,
-            total: options.unknownTotal ? undefined : size
-          })
-        }
-        headers["content-length"] = end - start + 1
-        res.writeHead(status, headers)
-        const payload = body.subarray(start, end + 1)
-        const limit = fault?._tag === "Drop" ? Math.min(fault.after, payload.byteLength) : payload.byteLength
-        const pace = options.bytesPerSecond
-        const piece = pace === undefined ? 64 * 1024 : Math.max(1024, Math.floor(pace / 50))
-        let position = 0
-        let closed = false
-        res.on("close", () => {
-          closed = true
+        status = 206
+        start = range.start
+        end = Math.min(range.end ?? size - 1, size - 1)
+        headers["content-range"] = formatContentRange({
+          start,
+          end,
+          total: options.unknownTotal ? undefined : size
         })
-        const writeNext = () => {
-          if (closed) return
-          if (position >= limit) {
-            if (limit < payload.byteLength) res.socket?.destroy()
-            else res.end()
-            return
-          }
-          const bytes = payload.subarray(position, Math.min(limit, position + piece))
-          position += bytes.byteLength
-          sent += bytes.byteLength
-          const drained = res.write(bytes)
-          // The last bytes of a whole answer end it at once: a request is not counted in progress after its last byte.
-          if (position >= payload.byteLength) return res.end()
-          if (pace !== undefined) setTimeout(writeNext, (bytes.byteLength / pace) * 1000)
-          else if (drained) setImmediate(writeNext)
-          else res.once("drain", writeNext)
+      }
+      headers["content-length"] = end - start + 1
+      res.writeHead(status, headers)
+      const payload = body.subarray(start, end + 1)
+      const limit = fault?._tag === "Drop" ? Math.min(fault.after, payload.byteLength) : payload.byteLength
+      const pace = options.bytesPerSecond
+      const piece = pace === undefined ? 64 * 1024 : Math.max(1024, Math.floor(pace / 50))
+      let position = 0
+      let closed = false
+      res.on("close", () => {
+        closed = true
+      })
+      const writeNext = () => {
+        if (closed) return
+        if (position >= limit) {
+          if (limit < payload.byteLength) res.socket?.destroy()
+          else res.end()
+          return
         }
-        writeNext()
-      })
-      server.on("connection", (socket) => {
-        sockets.add(socket)
-        socket.on("close", () => sockets.delete(socket))
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({
-          server: {
-            url: `http://127.0.0.1:${port}/object.bin`,
-            bytesSent: () => sent,
-            requests: () => requests,
-            ranges: () => ranges,
-            peakConcurrent: () => peak,
-            timeline: () => timeline,
-            configure: (changes) => {
-              options = { ...options, ...changes }
-            }
-          },
-          close: () =>
-            new Promise<void>((done) => {
-              for (const socket of sockets) socket.destroy()
-              server.close(() => done())
-            })
-        }))
-      })
-    }),
-    ({ close }) => Effect.promise(close)
-  ).pipe(Effect.map(({ server }) => server))
+        const bytes = payload.subarray(position, Math.min(limit, position + piece))
+        position += bytes.byteLength
+        sent += bytes.byteLength
+        const drained = res.write(bytes)
+        // The last bytes of a whole answer end it at once: a request is not counted in progress after its last byte.
+        if (position >= payload.byteLength) return res.end()
+        if (pace !== undefined) setTimeout(writeNext, (bytes.byteLength / pace) * 1000)
+        else if (drained) setImmediate(writeNext)
+        else res.once("drain", writeNext)
+      }
+      writeNext()
+    })
+    const port = yield* listenOnLoopback(server)
+    const segmentServer: SegmentServer = {
+      url: `http://127.0.0.1:${port}/object.bin`,
+      bytesSent: () => sent,
+      requests: () => requests,
+      ranges: () => ranges,
+      peakConcurrent: () => peak,
+      timeline: () => timeline,
+      configure: (changes) => {
+        options = { ...options, ...changes }
+      }
+    }
+    return segmentServer
+  })
+
+/** What each request meets, given a way to change how the server answers from the next request on. */
+export type ChangingSchedule = (
+  configure: (options: Partial<SegmentServeOptions>) => void
+) => (request: number) => SegmentFault | undefined
+
+/** Starts a segment server whose fault schedule may change how it answers, as an object changed mid-read. */
+export const makeChangingServer = (
+  initial: Partial<Omit<SegmentServeOptions, "faultFor">> & { readonly body: Uint8Array },
+  schedule: ChangingSchedule
+): Effect.Effect<SegmentServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    let configure: (options: Partial<SegmentServeOptions>) => void = () => undefined
+    const server = yield* makeSegmentServer({
+      ...initial,
+      faultFor: (request) => schedule((options) => configure(options))(request)
+    })
+    configure = server.configure
+    return server
+  })

@@ -59,11 +59,6 @@ export interface AcknowledgementsContext {
   /** Where checkpoints are kept; none when `undefined`. */
   readonly key: CheckpointKey | undefined
   readonly checkpointEvery: number
-  /**
-   * Ranges acknowledged between two checkpoints of a read over segments: `checkpointEvery`
-   * chunks per connection, so each segment loses at most that much when the process dies.
-   */
-  readonly checkpointEveryRanges: number
   readonly startOffset: number
   /** The sha256 of the source's first `startOffset` bytes, for a source without a strong validator. */
   readonly startPrefixSha256: string | undefined
@@ -185,12 +180,12 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
         }
         sinceCheckpoint++
         if (finished && acknowledged >= emitted && ranges.length === 0) return completeIfDone
-        return key !== undefined && sinceCheckpoint >= context.checkpointEveryRanges ? save(output) : Effect.void
+        return key !== undefined && sinceCheckpoint >= context.checkpointEvery ? save(output) : Effect.void
       }),
     dropRanges: () => {
       ranges.splice(0)
     },
-    rangeCheckpointDue: () => key !== undefined && sinceCheckpoint + 1 >= context.checkpointEveryRanges,
+    rangeCheckpointDue: () => key !== undefined && sinceCheckpoint + 1 >= context.checkpointEvery,
     checkpointDue: (end) =>
       key !== undefined && end > acknowledged && sinceCheckpoint + chunksEndingBy(end) >= context.checkpointEvery,
     acknowledge: (end, output) =>

@@ -19,8 +19,11 @@ export interface Segment {
 
 /** The ranges of a read over segments and who fetches them. */
 export interface SegmentPlan {
-  /** A range for a connection: one not handed out yet, else half of the largest remaining; none when all are taken. */
-  readonly claim: () => Segment | undefined
+  /**
+   * A range for a connection: one not handed out yet, else (with `steal`, the default) half of
+   * the largest remaining; none when all are taken.
+   */
+  readonly claim: (steal?: boolean) => Segment | undefined
   /** The segments handed out that still have bytes to fetch. */
   readonly active: () => ReadonlyArray<Segment>
   /** The bytes still to fetch, handed out or not. */
@@ -80,9 +83,11 @@ export const makeSegmentPlan = (
   }
 
   return {
-    claim: () => {
+    claim: (stealing = true) => {
       const next = pending.shift()
-      const segment = next === undefined ? steal() : { start: next.start, position: next.start, end: next.end }
+      const segment = next === undefined
+        ? (stealing ? steal() : undefined)
+        : { start: next.start, position: next.start, end: next.end }
       if (segment !== undefined) segments.push(segment)
       for (let index = segments.length - 1; index >= 0; index--) {
         if (segments[index]!.position >= segments[index]!.end) segments.splice(index, 1)

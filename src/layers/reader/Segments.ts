@@ -6,7 +6,8 @@
  * offset. The chunks are taken in source order (the library's one ordered stream: chunks ahead
  * of the consumer wait in a reorder window inside the memory budget) or as they come (the file
  * copy, which writes each at its offset). A worker that finishes its range takes half of the
- * largest range left, so one slow connection does not hold up the end.
+ * largest range left, so one slow connection does not hold up the end, unless the consumer is
+ * what holds the read up.
  */
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
@@ -146,6 +147,23 @@ export const makeSegments = (context: SegmentsContext): Segments => {
   /** The offset the consumer (in order) waits for. */
   let wanted = 0
 
+  /**
+   * Workers waiting for a consumer that takes the chunks as they come: while any does, the
+   * consumer is the bottleneck. (In order, a wait for the window says that the chunk wanted is
+   * slow to come, not the consumer.)
+   */
+  let waitingForConsumer = 0
+  const awaitTaken = (wait: Deferred.Deferred<void>) =>
+    Effect.suspend(() => {
+      waitingForConsumer++
+      return Effect.ensuring(
+        Deferred.await(wait),
+        Effect.sync(() => {
+          waitingForConsumer--
+        })
+      )
+    })
+
   /** Budget for a chunk at `offset`: the one wanted may wait for it; one ahead only while the window has room. */
   const reserveFor = (offset: number, bytes: number): Effect.Effect<MemoryReservation> =>
     Effect.suspend(() => {
@@ -167,7 +185,7 @@ export const makeSegments = (context: SegmentsContext): Segments => {
   /** Taken as they come: waits while the consumer has enough chunks waiting for it. */
   const roomToWait: Effect.Effect<void> = Effect.suspend(() => {
     if (ordered || arrivals.length < waitingPerConnection * context.connections) return Effect.void
-    return Effect.zipRight(Deferred.await(taken.current()), roomToWait)
+    return Effect.zipRight(awaitTaken(taken.current()), roomToWait)
   })
 
   /** Reads `segment` to its end through `cursor`, which may end before (another worker took the rest). */
@@ -222,7 +240,10 @@ export const makeSegments = (context: SegmentsContext): Segments => {
       let current = first
       while (true) {
         if (current === undefined) {
-          const segment = plan!.claim()
+          // A connection splits another's range only while the consumer keeps up: when it does not,
+          // more connections gain nothing, and the bytes the other already received past the split
+          // would be fetched twice.
+          const segment = plan!.claim(waitingForConsumer === 0)
           if (segment === undefined) return
           const cursor = makeReadCursor({
             handle,

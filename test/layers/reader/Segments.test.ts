@@ -1,8 +1,5 @@
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Duration, Effect, FastCheck as fc, Layer, Schedule, Stream } from "effect"
-import * as ByteSourceLive from "../../../src/layers/ByteSourceLive.js"
+import { Chunk, Context, Duration, Effect, Layer, Schedule, Stream } from "effect"
 import { makeSegmentPlan } from "../../../src/layers/reader/SegmentPlan.js"
 import { TestStack } from "../../../src/layers/Stacks.js"
 import { AdaptiveMemoryManager } from "../../../src/services/AdaptiveMemoryManager.js"
@@ -12,20 +9,16 @@ import type { SourceChunk } from "../../../src/services/StreamingReader.js"
 import { StreamingReader } from "../../../src/services/StreamingReader.js"
 import { concat, testBytes } from "../../support/files.js"
 import { makeTestServer } from "../../support/httpServer.js"
-import type { SegmentFault, SegmentServeOptions } from "../../support/segmentServer.js"
-import { makeSegmentServer } from "../../support/segmentServer.js"
+import type { ChangingSchedule, SegmentServeOptions } from "../../support/segmentServer.js"
+import { makeChangingServer, makeSegmentServer } from "../../support/segmentServer.js"
+import { arbitrarySegmentedRead, fastRetries, liveSources, liveTestStack as stack } from "../../support/segments.js"
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const body = testBytes(2 * MiB, 7)
 
-const sources = ByteSourceLive.layer.pipe(Layer.provide(Layer.mergeAll(NodeContext.layer, NodeHttpClient.layerUndici)))
-const stack = TestStack(sources)
 /** The smallest budget a reader may have: the reorder window must fit in it. */
-const smallStack = TestStack(sources, { memoryLimit: 1 * MiB })
-
-/** Retries that do not slow a test down. */
-const fastRetries: ReadOptionsInput = { retries: 100, maxRetryDelayMs: 10 }
+const smallStack = TestStack(liveSources, { memoryLimit: 1 * MiB })
 
 const sameBytes = (actual: Uint8Array, expected: Uint8Array) => Buffer.from(actual).equals(Buffer.from(expected))
 
@@ -40,16 +33,6 @@ const readOrdered = (reader: Context.Tag.Service<StreamingReader>, url: string, 
     const chunks = yield* Stream.runCollect(session.stream)
     return { bytes: concat(Chunk.toReadonlyArray(chunks)), segments: session.segments, source: session.source }
   }).pipe(Effect.scoped)
-
-/** A fault for a request: none most of the time, else a drop after some bytes or a 503. */
-const arbitraryFault: fc.Arbitrary<SegmentFault | undefined> = fc.oneof(
-  { weight: 3, arbitrary: fc.constant(undefined) },
-  {
-    weight: 1,
-    arbitrary: fc.nat(256 * KiB).map((after): SegmentFault => ({ _tag: "Drop", after }))
-  },
-  { weight: 1, arbitrary: fc.constant<SegmentFault>({ _tag: "Status", status: 503 }) }
-)
 
 /**
  * The most requests in progress at once for at least `toleranceMs`: each request counts from its
@@ -111,13 +94,7 @@ describe("segments", () => {
 
   it.live.prop(
     "the ordered stream is byte-exact over any segment count, size, minimum and fault schedule",
-    [
-      fc.integer({ min: 1, max: 8 }),
-      fc.integer({ min: 300 * KiB, max: 3 * MiB }),
-      fc.integer({ min: 64 * KiB, max: 256 * KiB }),
-      fc.array(arbitraryFault, { maxLength: 24 }),
-      fc.integer({ min: 1, max: 1_000_000 })
-    ],
+    arbitrarySegmentedRead,
     ([segments, size, minSegmentSize, faults, seed]) =>
       Effect.gen(function*() {
         const object = testBytes(size, seed)
@@ -160,32 +137,25 @@ describe("segments", () => {
         assert.isBelow(expected, body.length, "the read did not complete")
       })
 
-    const cases: ReadonlyArray<
-      readonly [
-        string,
-        (
-          server: { readonly configure: (o: Partial<SegmentServeOptions>) => void }
-        ) => (request: number) => SegmentFault | undefined
-      ]
-    > = [
+    const cases: ReadonlyArray<readonly [string, ChangingSchedule]> = [
       [
         "the ETag changes after the first request",
-        (server) => (request) => {
-          if (request === 0) server.configure({ etag: "\"v2\"" })
+        (configure) => (request) => {
+          if (request === 0) configure({ etag: "\"v2\"" })
           return undefined
         }
       ],
       [
         "the body and ETag change after the first request",
-        (server) => (request) => {
-          if (request === 0) server.configure({ etag: "\"v2\"", body: other })
+        (configure) => (request) => {
+          if (request === 0) configure({ etag: "\"v2\"", body: other })
           return undefined
         }
       ],
       [
         "the body and ETag change mid-read, met by a segment's retry",
-        (server) => (request) => {
-          if (request === 2) server.configure({ etag: "\"v2\"", body: other })
+        (configure) => (request) => {
+          if (request === 2) configure({ etag: "\"v2\"", body: other })
           return request === 1 ? { _tag: "Drop", after: 64 * KiB } : undefined
         }
       ]
@@ -193,12 +163,7 @@ describe("segments", () => {
     for (const [name, schedule] of cases) {
       it.scopedLive(`${name}: SourceChanged, nothing of the new version emitted`, () =>
         Effect.gen(function*() {
-          let configure: (options: Partial<SegmentServeOptions>) => void = () => undefined
-          const server = yield* makeSegmentServer({
-            body,
-            faultFor: (request) => schedule({ configure: (options) => configure(options) })(request)
-          })
-          configure = server.configure
+          const server = yield* makeChangingServer({ body }, schedule)
           yield* readUntilRefused(server)
         }), { timeout: 30_000 })
 
@@ -206,13 +171,7 @@ describe("segments", () => {
         `${name}, to a server that ignores If-Match and If-Range: SourceChanged`,
         () =>
           Effect.gen(function*() {
-            let configure: (options: Partial<SegmentServeOptions>) => void = () => undefined
-            const server = yield* makeSegmentServer({
-              body,
-              ignoreConditionals: true,
-              faultFor: (request) => schedule({ configure: (options) => configure(options) })(request)
-            })
-            configure = server.configure
+            const server = yield* makeChangingServer({ body, ignoreConditionals: true }, schedule)
             yield* readUntilRefused(server)
           }),
         { timeout: 30_000 }
