@@ -472,6 +472,16 @@ const httpScenario = async (files: DataFiles) => {
       },
       read("http.enhanced", "reader, enhanced, default options", config.runs, false, "enhanced"),
       read("http.enhanced-reuse", "reader, enhanced, reuseBuffers", config.sideRuns, true, "enhanced"),
+      {
+        ...read(
+          "http.enhanced-one",
+          "reader, enhanced, one connection (`segments: 1`)",
+          config.sideRuns,
+          false,
+          "enhanced"
+        ),
+        spec: () => effect({ kind: "read", stack: "enhanced", src: url, reuseBuffers: false, segments: 1 })
+      },
       read("http.basic", "reader, BasicStack (64 KiB fixed)", config.sideRuns, false, "basic")
     ])
     const delayed = `${origin}/${NodePath.basename(files.latency)}?delayMs=${config.latencyDelayMs}`

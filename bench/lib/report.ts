@@ -47,7 +47,14 @@ export const readIds = [
   "read.platform"
 ] as const
 /** HTTP variants, in the order shown. */
-export const httpIds = ["http.undici", "http.fetch", "http.enhanced", "http.enhanced-reuse", "http.basic"] as const
+export const httpIds = [
+  "http.undici",
+  "http.fetch",
+  "http.enhanced",
+  "http.enhanced-reuse",
+  "http.enhanced-one",
+  "http.basic"
+] as const
 /** Whole-process CLI copy variants, in the order shown. */
 export const cliIds = ["cli.pipeline", "cli.copy", "cli.copy-json"] as const
 /** Copies from nginx, in the order shown. */

@@ -84,7 +84,8 @@ const workOf = (job: EffectJob) => {
       const options: ReadOptionsInput = {
         reuseBuffers: job.reuseBuffers,
         ...(job.chunkSize === undefined ? {} : { chunkSize: job.chunkSize }),
-        ...(job.maxChunk === undefined ? {} : { maxChunk: job.maxChunk })
+        ...(job.maxChunk === undefined ? {} : { maxChunk: job.maxChunk }),
+        ...(job.segments === undefined ? {} : { segments: job.segments })
       }
       return Effect.map(readOnce(job.src, options), (read): Outcome => ({
         bytes: read.bytes,

@@ -124,6 +124,8 @@ export type EffectJob =
       readonly reuseBuffers: boolean
       readonly chunkSize?: number
       readonly maxChunk?: number
+      /** The `segments` read option; the reader's default when absent. */
+      readonly segments?: number
     }
     | { readonly kind: "concurrent"; readonly sources: ReadonlyArray<string> }
     | { readonly kind: "soak"; readonly sources: ReadonlyArray<string>; readonly durationMs: number }

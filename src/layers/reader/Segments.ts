@@ -177,9 +177,14 @@ export const makeSegments = (context: SegmentsContext): Segments => {
     })
 
   const deliver = (chunk: SegmentChunk) => {
-    if (ordered) window.set(chunk.offset, chunk)
-    else arrivals.push(chunk)
-    arrived.fire()
+    if (ordered) {
+      window.set(chunk.offset, chunk)
+      // In order, the consumer waits only for the chunk it wants.
+      if (chunk.offset === wanted) arrived.fire()
+    } else {
+      arrivals.push(chunk)
+      arrived.fire()
+    }
   }
 
   /** Taken as they come: waits while the consumer has enough chunks waiting for it. */
