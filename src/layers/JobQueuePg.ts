@@ -32,7 +32,10 @@ export interface JobQueueOptions {
 /** The lease when none is given. */
 export const defaultLease = Duration.seconds(30)
 
-/** The columns of a job as `Job` decodes them, from a relation `j`, with the offset of its latest checkpoint. */
+/**
+ * The columns of a job as `Job` decodes them, from a relation `j`, with the bytes its latest
+ * checkpoint holds: its offset, and the ranges past it of a read over segments.
+ */
 const jobSelect = `SELECT j.id::float8 AS id, j.source, j.destination, j.state, j.owner, j.epoch::float8 AS epoch,
     j.attempts, round(extract(epoch FROM j.lease_expires_at) * 1000)::float8 AS "leaseExpiresAt",
     round(extract(epoch FROM j.available_at) * 1000)::float8 AS "availableAt", j.last_error AS "lastError",
@@ -40,7 +43,10 @@ const jobSelect = `SELECT j.id::float8 AS id, j.source, j.destination, j.state, 
     round(extract(epoch FROM j.created_at) * 1000)::float8 AS "createdAt",
     round(extract(epoch FROM j.updated_at) * 1000)::float8 AS "updatedAt"
   FROM j LEFT JOIN LATERAL (
-    SELECT byte_offset FROM checkpoints WHERE checkpoints.destination = j.destination
+    SELECT byte_offset + coalesce((
+      SELECT sum((r ->> 'end')::bigint - (r ->> 'start')::bigint) FROM jsonb_array_elements(done_ranges::jsonb) r
+    ), 0) AS byte_offset
+    FROM checkpoints WHERE checkpoints.destination = j.destination
     ORDER BY updated_at DESC LIMIT 1
   ) c ON true`
 

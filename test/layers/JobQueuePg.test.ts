@@ -273,7 +273,7 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         assert.instanceOf(yield* Effect.flip(queue.release(claim)), LeaseLost)
       }))
 
-    it.effect("list shows the offset of a job's checkpoint", () =>
+    it.effect("list shows the bytes a job's checkpoint holds", () =>
       Effect.gen(function*() {
         yield* clear
         const queue = yield* JobQueue
@@ -288,6 +288,16 @@ describe.skipIf(skipPostgres)("JobQueuePg", () => {
         })
         assert.strictEqual((yield* queue.list)[0]!.offset, 5 * 2 ** 32)
         assert.strictEqual((yield* queue.get(claim.job.id)).offset, 5 * 2 ** 32)
+        // Over segments, the ranges written past the offset count too.
+        yield* queue.checkpoints(claim).save({
+          key: { source: "https://example.com/x.bin", destination: "/out/x.bin" },
+          offset: 1000,
+          identity: { size: 6 * 2 ** 32 },
+          chunkSize: 65536,
+          updatedAt: 2,
+          ranges: [{ start: 4000, end: 9000 }, { start: 2 ** 32, end: 2 ** 33 }]
+        })
+        assert.strictEqual((yield* queue.get(claim.job.id)).offset, 1000 + 5000 + 2 ** 32)
       }))
   })
 
