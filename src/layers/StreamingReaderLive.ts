@@ -22,7 +22,7 @@ import { AdaptiveRateLimiter } from "../services/AdaptiveRateLimiter.js"
 import { BackpressureController } from "../services/BackpressureController.js"
 import type { BackpressureControllerShape } from "../services/BackpressureController.js"
 import type { SourceInput } from "../services/ByteSource.js"
-import { ByteSource, resumableAtOffset } from "../services/ByteSource.js"
+import { ByteSource } from "../services/ByteSource.js"
 import type { Checkpoint, CheckpointKey } from "../services/CheckpointStore.js"
 import { CheckpointStore } from "../services/CheckpointStore.js"
 import { ReaderMetrics } from "../services/ReaderMetrics.js"
@@ -41,9 +41,9 @@ import { makeChunkSupply } from "./reader/ChunkSupply.js"
 import type { ReadCursor } from "./reader/ReadCursor.js"
 import { makeReadCursor } from "./reader/ReadCursor.js"
 import type { Segment } from "./reader/SegmentPlan.js"
-import { gapsOf, makeSegmentPlan } from "./reader/SegmentPlan.js"
+import { gapsOf } from "./reader/SegmentPlan.js"
 import type { SegmentChunk, Segments } from "./reader/Segments.js"
-import { makeSegments } from "./reader/Segments.js"
+import { connectionsFor, makeSegments } from "./reader/Segments.js"
 
 /** The most bytes of free reusable buffers a reader keeps (less when the memory budget is smaller). */
 export const maxPooledBytes = 32 * 1024 * 1024
@@ -331,11 +331,7 @@ export const make = Effect.gen(function*() {
     const identity = cursor.identity() ?? {}
     const size = identity.size
     const startRanges = startOffset === from.offset ? from.ranges ?? [] : []
-    // Over segments: a known size, a strong validator, and the range asked for answered as such.
-    const connections = permits === undefined || size === undefined || !cursor.ranged() ||
-        !resumableAtOffset(identity) || startOffset >= size
-      ? 0
-      : makeSegmentPlan([{ start: startOffset, end: size }], options.segments, options.minSegmentSize).planned
+    const connections = permits === undefined ? 0 : connectionsFor(options, identity, cursor.ranged(), startOffset)
     const overSegments = connections > 1 || (connections === 1 && startRanges.length > 0)
     if (!overSegments && heldFrom !== undefined) {
       // Over one connection after all: the read goes on to the end, on a request that says so.

@@ -23,6 +23,7 @@ import type { MemoryReservation } from "../../services/AdaptiveMemoryManager.js"
 import type { AdaptiveMemoryManagerShape } from "../../services/AdaptiveMemoryManager.js"
 import type { StreamRateLimiter } from "../../services/AdaptiveRateLimiter.js"
 import type { SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
+import { resumableAtOffset } from "../../services/ByteSource.js"
 import type { ByteRange } from "../../services/CheckpointStore.js"
 import type { ReaderMetricsShape } from "../../services/ReaderMetrics.js"
 import type { ReadOptions } from "../../services/ReadOptions.js"
@@ -110,6 +111,21 @@ export interface Segments {
   /** How many connections the read was planned for. */
   readonly connections: number
 }
+
+/**
+ * How many connections a read may fetch `identity` over from `startOffset`: 0 unless its size is
+ * known, a strong validator vouches for it and its first answer was the range asked for (or
+ * nothing is left to read); else the ranges the plan starts with, at most `segments`.
+ */
+export const connectionsFor = (
+  options: ReadOptions,
+  identity: SourceIdentity,
+  ranged: boolean,
+  startOffset: number
+): number =>
+  identity.size === undefined || !ranged || !resumableAtOffset(identity) || startOffset >= identity.size
+    ? 0
+    : makeSegmentPlan([{ start: startOffset, end: identity.size }], options.segments, options.minSegmentSize).planned
 
 /** A wake-up that waiters take before they check again; firing wakes every one waiting. */
 const makeSignal = () => {
