@@ -4,7 +4,6 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Stream, Tracer } from "effect"
 import { createHash } from "node:crypto"
-import { createRequire } from "node:module"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as ByteSourceLive from "../../src/layers/ByteSourceLive.js"
@@ -22,6 +21,7 @@ import { StreamingReader } from "../../src/services/StreamingReader.js"
 import { runCli } from "../support/cli.js"
 import { tempDir, testBytes } from "../support/files.js"
 import { makeTestServer } from "../support/httpServer.js"
+import { Database } from "../support/sqlite.js"
 
 const secrets = ["s3cret", "abcdef123", "tok999"] as const
 
@@ -281,15 +281,6 @@ layer(NodeHttpClient.layerUndici, { excludeTestServices: true })("secrets in the
       assert.isUndefined(other.requestLog()[0]!.headers.authorization, "credentials stay with their origin")
     }))
 })
-
-interface SqliteDatabase {
-  prepare(sql: string): { all(): ReadonlyArray<unknown> }
-  close(): void
-}
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(
-  path: string,
-  options?: object
-) => SqliteDatabase
 
 const checkpointSources = (state: string): ReadonlyArray<string> => {
   const db = new Database(state, { readonly: true })

@@ -2,7 +2,6 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import { createHash } from "node:crypto"
-import { createRequire } from "node:module"
 import * as NodeFs from "node:fs"
 import * as Http from "node:http"
 import * as NodePath from "node:path"
@@ -15,6 +14,7 @@ import { skipPostgres } from "../support/postgres.js"
 import type { SegmentServeOptions } from "../support/segmentServer.js"
 import { makeSegmentServer } from "../support/segmentServer.js"
 import { startWorker, waitFor, withQueue } from "../support/workers.js"
+import { Database } from "../support/sqlite.js"
 
 const cli = (args: ReadonlyArray<string>) => Effect.promise(() => runCli(args))
 
@@ -39,15 +39,6 @@ const assertOneLine = (stderr: string) => {
   assert.match(stderr, /^streaming-reader: [^\n]+\n$/, JSON.stringify(stderr))
   assert.notMatch(stderr, /^\s+at /m, "no stack trace")
 }
-
-interface SqliteDatabase {
-  prepare(sql: string): { all(): ReadonlyArray<unknown> }
-  close(): void
-}
-const Database = createRequire(import.meta.url)("better-sqlite3") as new(
-  path: string,
-  options?: object
-) => SqliteDatabase
 
 /** A range of the source, `end` excluded. */
 interface Span {
