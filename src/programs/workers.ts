@@ -259,9 +259,16 @@ export const runWorker = (command: WorkerCommand) =>
             times: 3
           }),
           Effect.zipRight(report(
-            { event: "done", ...base, bytes: summary.bytes, resumedFrom: summary.resumedFrom },
+            {
+              event: "done",
+              ...base,
+              bytes: summary.bytes,
+              resumedFrom: summary.resumedFrom,
+              segments: summary.segments
+            },
             `job ${job.id} done by ${worker}: ${summary.bytes} bytes to ${job.destination}` +
-              (summary.resumedFrom > 0 ? ` (resumed from ${summary.resumedFrom})` : "")
+              (summary.resumedFrom > 0 ? ` (resumed from ${summary.resumedFrom})` : "") +
+              (summary.segments > 1 ? ` over ${summary.segments} connections` : "")
           )),
           Effect.catchTags({
             LeaseLost: () => onLeaseLost("completion"),

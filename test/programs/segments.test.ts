@@ -415,6 +415,7 @@ describe.skipIf(skipPostgres)("workers reading over segments through PostgreSQL 
         assert.strictEqual(taken.epoch, 2)
         const done = yield* waitFor("the job to be done", () => second.events().find((e) => e.event === "done"), 20_000)
         assert.strictEqual(done.job, job.id)
+        assert.isAbove(done["segments"] as number, 1, "the second worker resumed over several connections too")
         assert.deepInclude(yield* queue.get(job.id), { state: "done", owner: second.name, epoch: 2 })
         const written = NodeFs.readFileSync(destination)
         assert.strictEqual(written.byteLength, size)
