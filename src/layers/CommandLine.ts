@@ -18,7 +18,8 @@ const badInputTags: ReadonlySet<string> = new Set([
   "AccessDenied",
   "NotAFile",
   "InvalidUrl",
-  "BadRedirect"
+  "BadRedirect",
+  "TlsFailure"
 ])
 
 // Failures of the read itself, whose checkpoint is kept; any tag not listed anywhere is one too.

@@ -34,6 +34,7 @@ export const classify = (error: SourceError): ErrorClass => {
     case "SourceChanged":
     case "NotResumable":
     case "BadRedirect":
+    case "TlsFailure":
       return "fatal"
   }
 }

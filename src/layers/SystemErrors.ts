@@ -118,6 +118,46 @@ export const networkReason = (error: unknown): string => {
   return `network error (${code ?? name})`
 }
 
+/** What each certificate error code of Node's TLS means, as a person reads it. */
+const certificateProblems: Readonly<Record<string, string>> = {
+  DEPTH_ZERO_SELF_SIGNED_CERT: "the certificate is self-signed and not trusted",
+  SELF_SIGNED_CERT_IN_CHAIN: "the certificate chain ends in a CA that is not trusted",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "the certificate is not signed by a trusted CA",
+  UNABLE_TO_GET_ISSUER_CERT: "the certificate's issuer is not trusted",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "the certificate's issuer is not trusted",
+  CERT_UNTRUSTED: "the certificate is not trusted",
+  CERT_SIGNATURE_FAILURE: "the certificate's signature is invalid",
+  CERT_HAS_EXPIRED: "the certificate has expired",
+  CERT_NOT_YET_VALID: "the certificate is not valid yet",
+  CERT_REVOKED: "the certificate is revoked",
+  ERR_TLS_CERT_ALTNAME_INVALID: "the certificate is for another host",
+  HOSTNAME_MISMATCH: "the certificate is for another host",
+  ERR_SSL_WRONG_VERSION_NUMBER: "the server does not speak TLS on this port"
+}
+
+/**
+ * The certificate or protocol problem of a TLS failure that trying again cannot fix (an untrusted,
+ * expired or misnamed certificate, TLS to a plain-HTTP port), with its code; `undefined` for
+ * any other error.
+ */
+export const permanentTlsProblem = (error: unknown): string | undefined => {
+  const code = errorCode(error)
+  if (code === undefined) return undefined
+  const problem = certificateProblems[code]
+  if (problem !== undefined) return `${problem} (${code})`
+  // OpenSSL's "wrong version number" arrives as EPROTO with the library's reason in the message.
+  if (code === "EPROTO" && /wrong version number|packet length too long|http request/i.test(messageOf(error))) {
+    return "the server does not speak TLS on this port (EPROTO)"
+  }
+  return undefined
+}
+
+const messageOf = (error: unknown, depth = 0): string => {
+  if (typeof error !== "object" || error === null || depth > 5) return ""
+  const own = error instanceof Error ? error.message : ""
+  return `${own} ${messageOf((error as { readonly cause?: unknown }).cause, depth + 1)}`
+}
+
 /**
  * Makes `dir` and its missing parents. Not `mkdirSync(dir, { recursive: true })`: on Node 20 it
  * never returns for a directory that cannot be made under `/proc`.

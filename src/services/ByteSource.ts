@@ -280,6 +280,21 @@ export class SourceStalled extends Schema.TaggedError<SourceStalled>()("SourceSt
   }
 }
 
+/**
+ * A TLS connection to the source cannot be trusted or spoken: its certificate is not trusted,
+ * has expired or is for another host, or the server does not speak TLS on that port. Trying
+ * again cannot help (curl's exit 60).
+ */
+export class TlsFailure extends Schema.TaggedError<TlsFailure>()("TlsFailure", {
+  source: Schema.String,
+  /** The certificate problem, as a person reads it, with the TLS library's code. */
+  reason: Schema.String
+}) {
+  override get message() {
+    return `TLS failure with ${this.source}: ${this.reason}`
+  }
+}
+
 /** Every failure a `ByteSource` can raise. */
 export type SourceError =
   | SourceNotFound
@@ -293,6 +308,7 @@ export type SourceError =
   | NotResumable
   | TransientReadError
   | SourceStalled
+  | TlsFailure
 
 const formatIdentity = (identity: SourceIdentity): string =>
   Object.entries(identity)

@@ -27,10 +27,11 @@ import {
   redactUrl,
   SourceChanged,
   SourceNotFound,
+  TlsFailure,
   TransientReadError
 } from "../../services/ByteSource.js"
 import type { SourceCursor, SourceError, SourceHandle, SourceIdentity } from "../../services/ByteSource.js"
-import { networkReason, systemFailure } from "../SystemErrors.js"
+import { networkReason, permanentTlsProblem, systemFailure } from "../SystemErrors.js"
 import { parseContentLength, parseContentRange, parseUnsatisfiedRange, rangeBetween, rangeFrom } from "./HttpRanges.js"
 import { readableRange } from "./readableRange.js"
 import { rechunk } from "./rechunk.js"
@@ -490,9 +491,13 @@ const basicAuthorization = (url: URL): string | undefined => {
   return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`
 }
 
-// A network failure as a typed error: a host that does not exist is not found, anything else
-// is worth another attempt; its reason is short and credential-free, never the raw message.
-const networkError = (source: string, cause: unknown): TransientReadError | SourceNotFound =>
-  systemFailure(cause)?.kind === "NotFound"
-    ? new SourceNotFound({ source })
-    : new TransientReadError({ source, reason: networkReason(cause) })
+// A network failure as a typed error: a host that does not exist is not found, a TLS connection
+// that cannot be trusted or spoken is a TLS failure, anything else is worth another attempt; its
+// reason is short and credential-free, never the raw message.
+const networkError = (source: string, cause: unknown): TransientReadError | SourceNotFound | TlsFailure => {
+  if (systemFailure(cause)?.kind === "NotFound") return new SourceNotFound({ source })
+  const tls = permanentTlsProblem(cause)
+  return tls === undefined
+    ? new TransientReadError({ source, reason: networkReason(cause) })
+    : new TlsFailure({ source, reason: tls })
+}
