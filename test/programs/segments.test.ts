@@ -203,7 +203,9 @@ describe("a read over segments (end to end)", () => {
       const server = yield* pacedServer(bytes, 4 * MiB)
       const checkpointEvery = 2
       const segments = 4
-      const slack = maxChunk
+      // Bytes a connection had in flight when it was narrowed (the first request asked again for its
+      // own segment, or a range split) arrive once more on the other connection: a chunk per segment.
+      const slack = maxChunk * (segments + 1)
       // Each list is one trial: the runs killed (at these fractions of the object sent in the trial), then a rerun.
       const trials: ReadonlyArray<ReadonlyArray<number>> = [[0.12], [0.33], [0.55], [0.8], [0.3, 0.7]]
       const report: Array<string> = []
@@ -235,7 +237,7 @@ describe("a read over segments (end to end)", () => {
 
           // The rerun is paced as a network would pace it: unpaced on loopback, the server would count
           // as sent the megabytes it pushes into socket buffers ahead of a connection the reader closes.
-          server.configure({ bytesPerSecond: 16 * MiB })
+          server.configure({ bytesPerSecond: 8 * MiB })
           const before = server.bytesSent()
           const requestsBefore = server.requests()
           const rerun = yield* cli([...args, "--json"])
@@ -251,7 +253,7 @@ describe("a read over segments (end to end)", () => {
             `${missing} missing; the rerun fetched ${fetched} (allowed ${allowed}), asking ` +
             server.ranges().slice(requestsBefore).join(", ")
           report.push(line)
-          if (fetched > allowed || (recorded.bytes > 0 && fetched >= size)) overFetched.push(line)
+          if (fetched > allowed || (recorded.bytes >= size / 4 && fetched >= size)) overFetched.push(line)
         }))
       console.info(report.join("\n"))
       assert.isAtLeast(
@@ -262,7 +264,7 @@ describe("a read over segments (end to end)", () => {
       assert.deepStrictEqual(
         overFetched,
         [],
-        "each rerun fetches only what the checkpoint lacks (and less than the whole object)"
+        "each rerun fetches only what the checkpoint lacks (and less than the whole object when it held a quarter)"
       )
     }))
 
