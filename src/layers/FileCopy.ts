@@ -133,14 +133,12 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
   const guard = request.beforeWrite ?? Effect.void
   yield* guard
   const held = session.heldRanges
+  /** Chunks come as the segments fetch them (or a resume holds ranges): not in order. */
+  const overSegments = session.segments > 1 || held.length > 0
   yield* destination.startAt(session.startOffset, held.length > 0)
-  /** The output's sha256 while the chunks come in order; a copy over segments hashes its file at the end. */
-  let hash = request.hash ? createHash("sha256") : undefined
-  let hashedTo = session.startOffset
-  let hashInOrder = held.length === 0
-  if (hash !== undefined && hashInOrder) {
-    yield* destination.readPrefix(session.startOffset, (bytes) => hash!.update(bytes))
-  }
+  /** The output's sha256 as the chunks come in order; a copy over segments hashes its file at the end. */
+  const hash = request.hash && !overSegments ? createHash("sha256") : undefined
+  if (hash !== undefined) yield* destination.readPrefix(session.startOffset, (bytes) => hash.update(bytes))
   const heldBytes = held.reduce((sum, range) => sum + range.end - range.start, 0)
   request.progress?.start(session.source, session.identity.size, session.startOffset + heldBytes, session.segments)
   /** The end of the furthest chunk written, and of the last one (with its length). */
@@ -148,10 +146,7 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
   let last = { end: session.startOffset, length: 0 }
   let fetched = 0
   /** What a checkpoint records of the output: its bytes before the last chunk's end (only that chunk's, over segments). */
-  const outputCheck = () =>
-    session.segments > 1 || held.length > 0
-      ? destination.check(last.end, last.length)
-      : destination.check(last.end)
+  const outputCheck = () => overSegments ? destination.check(last.end, last.length) : destination.check(last.end)
 
   /** Acknowledges the chunk written from `start` to `end`; a checkpoint carries the output's check, after an fsync with `durable`. */
   const acknowledge = (start: number, end: number) =>
@@ -173,14 +168,7 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
       guard.pipe(
         Effect.zipRight(destination.startWrite(chunk.bytes, chunk.offset)),
         Effect.flatMap((written) => {
-          if (hash !== undefined && hashInOrder) {
-            if (chunk.offset === hashedTo) {
-              hash.update(chunk.bytes)
-              hashedTo += chunk.bytes.length
-            } else {
-              hashInOrder = false
-            }
-          }
+          hash?.update(chunk.bytes)
           return written
         }),
         Effect.zipRight(Effect.suspend(() => {
@@ -197,12 +185,11 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     Effect.ensuring(Effect.sync(() => request.progress?.stop()))
   )
   const position = session.identity.size ?? highest
-  if (hash !== undefined && !hashInOrder) {
-    const whole = createHash("sha256")
-    yield* destination.readPrefix(position, (bytes) => whole.update(bytes))
-    hash = whole
-  }
-  const sha256 = hash?.digest("hex") ?? null
+  const sha256 = hash !== undefined
+    ? hash.digest("hex")
+    : request.hash
+    ? yield* hashOfFile(destination, position)
+    : null
   if (request.expectSha256 !== undefined && sha256 !== request.expectSha256.toLowerCase()) {
     yield* destination.discard
     return yield* new IntegrityMismatch({
@@ -229,10 +216,16 @@ const copyOnce = Effect.fn("copyToFile")(function*<E = never>(request: CopyReque
     p95ChunkMs: Number(after.p95ChunkMs.toFixed(3)),
     peakRssMb: Number(((yield* monitor.peakRss) / 1e6).toFixed(1)),
     // Connections used at once: fewer than planned when other reads held the host's connections.
-    segments: session.segments > 1 ? Math.max(1, after.maxSegments) : 1
+    segments: session.segments > 1 ? after.maxSegments : 1
   }
   return summary
 }, Effect.scoped)
+
+/** The sha256 of the first `length` bytes of the destination's partial file. */
+const hashOfFile = (destination: FileDestination.FileDestination, length: number) => {
+  const hash = createHash("sha256")
+  return Effect.map(destination.readPrefix(length, (bytes) => hash.update(bytes)), () => hash.digest("hex"))
+}
 
 /** Every failure a copy can end with. */
 export type CopyError = ReadError | DestinationError

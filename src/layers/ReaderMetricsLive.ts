@@ -139,8 +139,7 @@ export const make = Effect.sync(() => {
     latency: Metric.tagged(chunkLatency, "source", source),
     size: Metric.tagged(chunkSize, "source", source),
     segments: Metric.tagged(activeSegments, "source", source),
-    peakSegments: Metric.tagged(peakSegments, "source", source),
-    maxSegments: 1
+    peakSegments: Metric.tagged(peakSegments, "source", source)
   })
   const of = (source: string) => {
     let metrics = bySource.get(source)
@@ -164,10 +163,7 @@ export const make = Effect.sync(() => {
     unsafeRecordSegments: (source, active) => {
       const metrics = of(source)
       metrics.segments.unsafeUpdate(active, noTags)
-      if (active > metrics.maxSegments) {
-        metrics.maxSegments = active
-        metrics.peakSegments.unsafeUpdate(active, noTags)
-      }
+      if (active > metrics.peakSegments.unsafeValue(noTags).value) metrics.peakSegments.unsafeUpdate(active, noTags)
     },
     unsafeRecordBudget: (bytes) => budgetInUse.unsafeUpdate(bytes, noTags),
     prometheus: Effect.map(Metric.snapshot, toPrometheus),
@@ -187,7 +183,7 @@ export const make = Effect.sync(() => {
         p99ChunkMs: histogramQuantile(latency, 0.99),
         meanChunkBytes: chunks > 0 ? Math.round(bytes / chunks) : 0,
         maxChunkBytes: size.count > 0 ? size.max : 0,
-        maxSegments: metrics.maxSegments
+        maxSegments: Math.max(1, (yield* Metric.value(metrics.peakSegments)).value)
       }
       return stats
     })

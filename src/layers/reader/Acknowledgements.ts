@@ -144,6 +144,14 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
     return key === undefined ? Effect.void : store.delete(key)
   })
 
+  /** After an acknowledgement: the checkpoint goes when a finished read is all acknowledged, else one is saved when due. */
+  const afterAcknowledging = (output: OutputCheck | undefined) =>
+    finished && acknowledged >= emitted && ranges.length === 0
+      ? completeIfDone
+      : key !== undefined && sinceCheckpoint >= context.checkpointEvery
+      ? save(output)
+      : Effect.void
+
   const chunksEndingBy = (end: number): number => {
     let count = 0
     for (let index = head; index < ends.length && ends[index]! <= end; index++) count++
@@ -179,8 +187,7 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
           addRange(ranges, start, end)
         }
         sinceCheckpoint++
-        if (finished && acknowledged >= emitted && ranges.length === 0) return completeIfDone
-        return key !== undefined && sinceCheckpoint >= context.checkpointEvery ? save(output) : Effect.void
+        return afterAcknowledging(output)
       }),
     dropRanges: () => {
       ranges.splice(0)
@@ -208,8 +215,7 @@ export const makeAcknowledgements = (context: AcknowledgementsContext): Acknowle
           head = 0
         }
         acknowledged = end
-        if (finished && acknowledged === emitted) return completeIfDone
-        return key !== undefined && sinceCheckpoint >= context.checkpointEvery ? save(output) : Effect.void
+        return afterAcknowledging(output)
       }),
     checkpoint: (output) =>
       Effect.suspend(() =>

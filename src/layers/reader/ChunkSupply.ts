@@ -27,6 +27,13 @@ export interface ReadChunk {
   readonly readMs: number
 }
 
+/** Gives back what a chunk holds once the consumer is done with it: its share of the budget, and its buffer to `buffers`. */
+export const releaseChunk = (buffers: BufferPool | undefined) => (chunk: ReadChunk): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (chunk.buffer !== undefined) buffers?.give(chunk.buffer)
+    return chunk.reservation.release
+  })
+
 /** Where a read's chunks come from. */
 export interface ChunkSupply {
   /** Reads the next chunk: size, budget, rate, then the bytes. `None` at the end of the source. */
@@ -83,11 +90,7 @@ export const makeChunkSupply = (context: ChunkSupplyContext): ChunkSupply => {
 
   const nowMs = () => Number(clock.unsafeCurrentTimeNanos()) / 1e6
 
-  const release = (chunk: ReadChunk) =>
-    Effect.suspend(() => {
-      if (chunk.buffer !== undefined) buffers?.give(chunk.buffer)
-      return chunk.reservation.release
-    })
+  const release = releaseChunk(buffers)
 
   // A source checked by its prefix digest keeps the bytes of unacknowledged chunks: no reuse.
   const bufferFor = (bytes: number) =>

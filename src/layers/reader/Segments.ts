@@ -31,6 +31,7 @@ import type { ReadError } from "../../services/StreamingReader.js"
 import type { RetryPolicy } from "../../services/StreamRecoveryManager.js"
 import type { BufferPool } from "../BufferPool.js"
 import type { ReadChunk } from "./ChunkSupply.js"
+import { releaseChunk } from "./ChunkSupply.js"
 import type { ReadCursor } from "./ReadCursor.js"
 import { makeReadCursor } from "./ReadCursor.js"
 import type { Segment, SegmentPlan } from "./SegmentPlan.js"
@@ -108,8 +109,6 @@ export interface Segments {
   readonly stop: Effect.Effect<void>
   /** Gives back every chunk fetched and not taken (the read ends, after `stop`). */
   readonly releaseAll: Effect.Effect<void>
-  /** How many connections the read was planned for. */
-  readonly connections: number
 }
 
 /**
@@ -342,12 +341,7 @@ export const makeSegments = (context: SegmentsContext): Segments => {
     return arrivals.shift()
   }
 
-  /** Gives back what a chunk taken (or never taken) holds: its budget and its buffer. */
-  const release = (chunk: ReadChunk): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (chunk.buffer !== undefined) context.buffers?.give(chunk.buffer)
-      return chunk.reservation.release
-    })
+  const release = releaseChunk(context.buffers)
 
   /** The consumer's first pull says how it takes the chunks; those fetched already follow. */
   const choose = (inOrder: boolean, offset: number) => {
@@ -399,7 +393,6 @@ export const makeSegments = (context: SegmentsContext): Segments => {
       const left = [...window.values(), ...arrivals.splice(0)]
       window.clear()
       return Effect.forEach(left, release, { discard: true })
-    }),
-    connections: context.connections
+    })
   }
 }
