@@ -9,7 +9,12 @@ import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import type { Socket } from "node:net"
-import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../layers/sources/HttpRanges.js"
+import {
+  formatContentRange,
+  formatUnsatisfiedRange,
+  parseRangeHeader,
+  servedRange
+} from "../layers/sources/HttpRanges.js"
 
 /** Bytes in one generated block; each block is computed from its index alone. */
 export const blockSize = 64 * 1024
@@ -179,14 +184,15 @@ export const makeDemoServer = (options: DemoServerOptions = {}): Effect.Effect<D
       let start = 0
       let end = size
       if (rangeApplies) {
-        if (range.start >= size) {
+        const served = servedRange(range, size)
+        if (served === undefined) {
           res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
           return res.end()
         }
         status = 206
-        start = range.start
-        end = Math.min(range.end === undefined ? size : range.end + 1, size)
-        headers["content-range"] = formatContentRange({ start, end: end - 1, total: size })
+        start = served.start
+        end = served.end + 1
+        headers["content-range"] = formatContentRange({ ...served, total: size })
       }
       const unavailableIndex = pendingUnavailable.findIndex((offset) => start >= offset)
       if (unavailableIndex !== -1) {

@@ -8,7 +8,12 @@ import type { Scope } from "effect"
 import * as Http from "node:http"
 import type { Server, Socket } from "node:net"
 import * as HttpClient from "@effect/platform/HttpClient"
-import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
+import {
+  formatContentRange,
+  formatUnsatisfiedRange,
+  parseRangeHeader,
+  servedRange
+} from "../../src/layers/sources/HttpRanges.js"
 import { makeHttpSource } from "../../src/layers/sources/HttpSource.js"
 
 /** How the data path (`/file`) answers; every field can be changed while the server runs. */
@@ -189,13 +194,14 @@ export const makeTestServer = (initial: Partial<ServeOptions> = {}): Effect.Effe
         let start = 0
         let end = size - 1
         if (rangeApplies) {
-          if (range.start >= size) {
+          const served = servedRange(range, size)
+          if (served === undefined) {
             res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
             return res.end()
           }
           status = 206
-          start = range.start
-          end = Math.min(range.end ?? size - 1, size - 1, start + (options.rangeCap ?? size) - 1)
+          start = served.start
+          end = Math.min(served.end, start + (options.rangeCap ?? size) - 1)
           headers["content-range"] = formatContentRange({
             start: start + options.lieContentRange,
             end,

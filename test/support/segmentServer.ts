@@ -7,7 +7,12 @@
 import { Effect } from "effect"
 import type { Scope } from "effect"
 import * as Http from "node:http"
-import { formatContentRange, formatUnsatisfiedRange, parseRangeHeader } from "../../src/layers/sources/HttpRanges.js"
+import {
+  formatContentRange,
+  formatUnsatisfiedRange,
+  parseRangeHeader,
+  servedRange
+} from "../../src/layers/sources/HttpRanges.js"
 import { listenOnLoopback } from "./httpServer.js"
 
 /** What one request to the object meets. */
@@ -105,13 +110,14 @@ export const makeSegmentServer = (
       let end = size - 1
       let status = 200
       if (rangeApplies) {
-        if (range.start >= size) {
+        const served = servedRange(range, size)
+        if (served === undefined) {
           res.writeHead(416, { ...headers, "content-range": formatUnsatisfiedRange(size) })
           return res.end()
         }
         status = 206
-        start = range.start
-        end = Math.min(range.end ?? size - 1, size - 1)
+        start = served.start
+        end = served.end
         headers["content-range"] = formatContentRange({
           start,
           end,

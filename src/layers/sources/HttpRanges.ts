@@ -46,6 +46,16 @@ export const parseContentRange = (header: string | undefined): ContentRange | un
   return { start, end, total }
 }
 
+/**
+ * What a server sends for `range` of an object of `size` bytes: `start` to `end` inclusive (the
+ * end clamped to the object's), or `undefined` when the range starts past the end (a 416).
+ */
+export const servedRange = (
+  range: RequestedRange,
+  size: number
+): { readonly start: number; readonly end: number } | undefined =>
+  range.start >= size ? undefined : { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) }
+
 /** The `Content-Range` of a 206 answer: `bytes start-end/total`, `*` for an unknown total. */
 export const formatContentRange = (range: ContentRange): string =>
   `bytes ${range.start}-${range.end}/${range.total ?? "*"}`
